@@ -1,0 +1,1 @@
+"""From-scratch MNIST pipeline."""

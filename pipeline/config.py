@@ -1,0 +1,160 @@
+"""The config tree: compose conf/ into params.yaml, validate it, and catch a stale params.yaml.
+
+conf/ is the single source of truth. params.yaml is its composition: `dvc exp run` rewrites it
+(with `-S` overrides applied) before each experiment, but `dvc repro` just reads it, so an edit
+to conf/ without a refresh would run silently on old values. Every stage run by DVC therefore
+compares params.yaml with a fresh composition of conf/ and stops, naming `make params`, when the
+two disagree (inside `dvc exp run`, which has just composed it, the comparison is skipped).
+
+    python -m pipeline.config compose   # rewrite params.yaml from conf/ (`make params`)
+    python -m pipeline.config check     # exit 1 if params.yaml is stale (`make check-params`)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pipeline.errors import PipelineError
+from pipeline.schema import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = ROOT / "conf"
+PARAMS_PATH = ROOT / "params.yaml"
+CONFIG_NAME = "config"
+# The primary config that `dvc.yaml`'s commands name: params.yaml, as DVC composed it.
+DVC_CONFIG_NAME = "from_params"
+REFRESH = "run `make params` (python -m pipeline.config compose) to recompose it from conf/"
+
+
+class ConfigError(PipelineError):
+    """The config is invalid or params.yaml is out of date."""
+
+
+def compose_conf(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Compose conf/ (as `dvc exp run` does) and resolve interpolations."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        # Inside a running @hydra.main app, whose search path already holds conf/.
+        cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides))
+    else:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides))
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def write_params(path: Path = PARAMS_PATH, overrides: list[str] | tuple[str, ...] = ()) -> None:
+    """Write the composition of conf/ to params.yaml with DVC's own function, byte for byte
+    what `dvc exp run` would write."""
+    from dvc.utils.hydra import compose_and_dump
+
+    from pipeline.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp_yaml = tmp.with_suffix(".yaml")  # compose_and_dump picks its format by suffix
+        try:
+            compose_and_dump(tmp_yaml, str(CONF_DIR), None, CONFIG_NAME, str(ROOT), list(overrides))
+            tmp_yaml.replace(tmp)
+        finally:
+            tmp_yaml.unlink(missing_ok=True)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to dotted keys: {"split": {"seed": 0}} -> {"split.seed": 0}."""
+    if isinstance(tree, DictConfig):
+        tree = OmegaConf.to_container(tree, resolve=True)
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def params_drift(params: DictConfig | dict, composed: DictConfig | dict) -> list[str]:
+    """Describe each dotted key whose value differs between params.yaml and conf/."""
+    have, want = flatten(params), flatten(composed)
+    return [
+        f"{key} (params.yaml: {have.get(key, '<absent>')!r}, conf/: {want.get(key, '<absent>')!r})"
+        for key in sorted(have.keys() | want.keys())
+        if have.get(key, "<absent>") != want.get(key, "<absent>")
+    ]
+
+
+def check_params_fresh(params: DictConfig | dict, composed: DictConfig | None = None) -> None:
+    """Raise `ConfigError` if params.yaml disagrees with the composition of conf/."""
+    drift = params_drift(params, composed if composed is not None else compose_conf())
+    if drift:
+        shown = "; ".join(drift[:3]) + (f"; and {len(drift) - 3} more" if len(drift) > 3 else "")
+        raise ConfigError(f"params.yaml is stale against conf/ at {shown}: {REFRESH}")
+
+
+def validate(cfg: DictConfig | dict) -> Config:
+    """Check `cfg` against the schema; return it as a typed `Config`."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), cfg)
+        missing = sorted(OmegaConf.missing_keys(merged))
+        if missing:
+            raise ConfigError(f"config is missing {', '.join(missing)}: set it in conf/")
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None) or "?"
+        reason = str(error).splitlines()[0]
+        raise ConfigError(
+            f"invalid config at {key}: {reason}; fix the override or conf/ (keys and types are "
+            "listed in pipeline/schema.py)"
+        ) from None
+
+
+def stage_config(cfg: DictConfig) -> Config:
+    """Turn the config a stage's @hydra.main received into a validated `Config`.
+
+    Run by DVC (`--config-name from_params`), the config is params.yaml, which must agree with
+    conf/ unless DVC composed it for an experiment moments ago.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    run_by_dvc = HydraConfig.initialized() and HydraConfig.get().job.config_name == DVC_CONFIG_NAME
+    if run_by_dvc and not os.environ.get("DVC_EXP_NAME"):
+        check_params_fresh(cfg)
+    return validate(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`compose` rewrites params.yaml; `check` reports whether it is stale."""
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv else "check"
+    try:
+        if command == "compose":
+            write_params(PARAMS_PATH, argv[1:])
+            validate(OmegaConf.load(PARAMS_PATH))
+            print(f"wrote {PARAMS_PATH.relative_to(ROOT)} from conf/")
+        elif command == "check":
+            if os.environ.get("DVC_EXP_NAME"):
+                print("params.yaml was composed by `dvc exp run`; not compared with conf/")
+            else:
+                check_params_fresh(OmegaConf.load(PARAMS_PATH))
+                print("params.yaml agrees with conf/")
+        else:
+            print("usage: python -m pipeline.config [compose [OVERRIDE ...] | check]")
+            return 2
+    except PipelineError as error:
+        print(f"config: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Atomic file output: everything a stage writes appears whole or not at all.
+
+Each writer writes into a temporary file next to the destination and renames it into place
+(`os.replace` is atomic within one filesystem), so an error, Ctrl-C or SIGTERM mid-write never
+leaves a partial file at the output path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+
+# The process's umask, read once (os.umask can only be read by setting it).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> None:
+    """Write `payload` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Save named arrays to an uncompressed .npz (loads without pickle), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def load_arrays(path: str | os.PathLike, names: tuple[str, ...], made_by: str) -> dict:
+    """Load the named arrays of an .npz written by stage `made_by`, with pickle disabled."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} is missing: run `dvc repro {made_by}` first")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [name for name in names if name not in archive.files]
+            if missing:
+                raise PipelineError(
+                    f"{path} lacks arrays {missing}: re-run `dvc repro -f {made_by}`"
+                )
+            return {name: archive[name] for name in names}
+    except (OSError, ValueError) as error:
+        raise PipelineError(
+            f"{path} is unreadable ({error}): re-run `dvc repro -f {made_by}`"
+        ) from None
