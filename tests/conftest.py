@@ -1,0 +1,119 @@
+"""Shared fixtures: small synthetic MNIST-format IDX files, and a temporary copy of the project.
+
+The synthetic images encode their own index in the first two pixels, so tests can tell which
+examples went where after a split or shuffle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.idx import write_idx
+from pipeline.schema import DataFiles, FileSpec
+
+REPO = Path(__file__).resolve().parent.parent
+FILE_NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def synthetic_images(labels: np.ndarray, seed: int) -> np.ndarray:
+    """28×28 uint8 images: a bright 3-pixel bar at a row chosen by the label, noise elsewhere,
+    and the example's index in pixels 0 and 1 (little-endian base 256)."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    images = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
+    images[np.arange(n), 2 + 2 * labels.astype(np.int64), 10:13] = 255
+    index = np.arange(n)
+    images[:, 0, 0] = index % 256
+    images[:, 0, 1] = index // 256
+    return images
+
+
+def example_index(images: np.ndarray) -> np.ndarray:
+    """Recover the index written by `synthetic_images` from normalised (÷255) images."""
+    pixels = np.rint(images[:, :2] * 255).astype(np.int64)
+    return pixels[:, 0] + 256 * pixels[:, 1]
+
+
+@dataclass
+class SyntheticMnist:
+    directory: Path
+    files: DataFiles
+    train_labels: np.ndarray
+    test_labels: np.ndarray
+
+
+def write_synthetic_mnist(directory: Path, n_train: int = 300, n_test: int = 100) -> SyntheticMnist:
+    """Write the four IDX files; return them with their SHA-256 as a `DataFiles` spec."""
+    directory.mkdir(parents=True, exist_ok=True)
+    train_labels = (np.arange(n_train) % 10).astype(np.uint8)
+    test_labels = ((np.arange(n_test) * 7) % 10).astype(np.uint8)
+    arrays = {
+        "train_images": synthetic_images(train_labels, seed=1),
+        "train_labels": train_labels,
+        "test_images": synthetic_images(test_labels, seed=2),
+        "test_labels": test_labels,
+    }
+    specs = {}
+    for role, array in arrays.items():
+        path = directory / FILE_NAMES[role]
+        write_idx(path, array)
+        specs[role] = FileSpec(FILE_NAMES[role], hashlib.sha256(path.read_bytes()).hexdigest())
+    return SyntheticMnist(directory, DataFiles(**specs), train_labels, test_labels)
+
+
+@pytest.fixture
+def synthetic_mnist(tmp_path: Path) -> SyntheticMnist:
+    return write_synthetic_mnist(tmp_path / "mnist-source")
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for subprocesses: this venv's tools first on PATH, no telemetry."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env.pop("DVC_EXP_NAME", None)
+    return env
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command, capturing output; on an unexpected failure show what it printed."""
+    result = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+PROJECT_FILES = ["pipeline", "conf", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+
+
+def copy_project(target: Path) -> Path:
+    """Copy the project's code and config (no data, no venv) into a fresh git repository."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    run(["git", "init", "-q", "-b", "main"], target)
+    run(["git", "config", "user.name", "Test"], target)
+    run(["git", "config", "user.email", "test@example.invalid"], target)
+    return target
