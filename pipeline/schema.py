@@ -41,7 +41,48 @@ class SplitConfig:
 
 
 @dataclass
+class ModelConfig:
+    hidden: list[int] = MISSING  # units of each hidden layer, input 784 and output 10 implied
+    activation: str = MISSING  # relu | leaky_relu | tanh | sigmoid
+    init: str = MISSING  # he | xavier | uniform (the notes' U(-0.5, 0.5))
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING  # sgd | adam | adamw
+    lr: float = MISSING  # base learning rate
+    momentum: float = MISSING  # sgd only; 0 is plain gradient descent
+    nesterov: bool = MISSING  # sgd only
+    beta1: float = MISSING  # adam/adamw
+    beta2: float = MISSING  # adam/adamw
+    eps: float = MISSING  # adam/adamw
+    weight_decay: float = MISSING  # L2 (sgd, adam) or decoupled (adamw), on weights only
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = MISSING  # constant | step | cosine
+    step_size: int = MISSING  # step: epochs between decays
+    gamma: float = MISSING  # step: factor per decay
+    min_lr: float = MISSING  # cosine: final learning rate
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = MISSING  # passes over the training set (full-batch: gradient steps)
+    batch_size: int | None = MISSING  # None: one batch of all examples
+    dropout: float = MISSING  # drop probability on hidden layers, in [0, 1)
+    patience: int | None = MISSING  # early stopping on dev accuracy; None: off
+    dtype: str = MISSING  # float32 | float64
+    seed: int = MISSING  # seeds init, shuffling and dropout
+
+
+@dataclass
 class Config:
     seed: int = MISSING
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

@@ -30,12 +30,12 @@ FILE_NAMES = {
 
 
 def synthetic_images(labels: np.ndarray, seed: int) -> np.ndarray:
-    """28×28 uint8 images: a bright 3-pixel bar at a row chosen by the label, noise elsewhere,
+    """28×28 uint8 images: a bright 20-pixel bar at a row chosen by the label, noise elsewhere,
     and the example's index in pixels 0 and 1 (little-endian base 256)."""
     rng = np.random.default_rng(seed)
     n = len(labels)
-    images = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
-    images[np.arange(n), 2 + 2 * labels.astype(np.int64), 10:13] = 255
+    images = rng.integers(0, 40, size=(n, 28, 28), dtype=np.uint8)
+    images[np.arange(n), 2 + 2 * labels.astype(np.int64), 4:24] = 255
     index = np.arange(n)
     images[:, 0, 0] = index % 256
     images[:, 0, 1] = index // 256

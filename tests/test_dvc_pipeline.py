@@ -3,6 +3,7 @@ directory of synthetic IDX files (the data group and its hashes overridden in co
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -37,12 +38,15 @@ def project(tmp_path_factory) -> Path:
     )
     config = project / "conf" / "config.yaml"
     text = config.read_text().replace("- data: mnist", "- data: synthetic")
-    config.write_text(text.replace("dev_size: 10000", "dev_size: 60"))
+    text = text.replace("dev_size: 10000", "dev_size: 60").replace("epochs: 20", "epochs: 3")
+    config.write_text(text)
+    model = project / "conf" / "model" / "mlp.yaml"
+    model.write_text(model.read_text().replace("hidden: [800]", "hidden: [32]"))
     run([sys.executable, "-m", "pipeline.config", "compose"], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "synthetic project"], project)
     first = run(["dvc", "repro"], project)
-    assert ran_stages(first.stdout) == ["check_params", "fetch", "normalise", "split"]
+    assert ran_stages(first.stdout) == ["check_params", "fetch", "normalise", "split", "train"]
     return project
 
 
@@ -59,6 +63,13 @@ def test_repro_produces_every_output_in_the_project(project):
     assert dev_rows(project).shape == (60, 784)
     assert (project / "reports" / "data_stats.json").is_file()
     assert (project / "dvc.lock").is_file()
+    with np.load(project / "models" / "model.npz", allow_pickle=False) as model:
+        assert model["W1"].shape == (32, 784) and model["W2"].shape == (10, 32)
+    metrics = json.loads((project / "reports" / "train_metrics.json").read_text())
+    assert metrics["epochs_run"] == 3 and metrics["final"]["dev_accuracy"] > 0.5
+    history = (project / "reports" / "train_history.csv").read_text().splitlines()
+    assert history[0] == "epoch,train_loss,train_accuracy,dev_loss,dev_accuracy,learning_rate"
+    assert len(history) == 4
 
 
 def test_second_repro_does_nothing(project):
@@ -75,7 +86,7 @@ def test_changing_the_split_seed_reruns_only_split(project):
     try:
         run([sys.executable, "-m", "pipeline.config", "compose"], project)
         result = run(["dvc", "repro"], project)
-        assert ran_stages(result.stdout) == ["check_params", "split"]
+        assert ran_stages(result.stdout) == ["check_params", "split", "train"]
         assert not np.array_equal(dev_rows(project), before)
     finally:
         config.write_text(original)

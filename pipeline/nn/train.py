@@ -1,0 +1,133 @@
+"""The training loop: repeated gradient steps, as in the notes, over shuffled mini-batches.
+
+One epoch is one pass over the training rows in batches of `batch_size` (None: one batch of
+all of them, which makes each epoch one step of the notes' full-batch gradient descent). After
+each epoch the dev set is scored; with `patience` set, training stops once dev accuracy has
+not improved for that many epochs and the best weights are restored. A NaN or infinite loss
+raises `TrainingDiverged` at once, naming the epoch and learning rate.
+
+All randomness (shuffling, dropout masks) comes from the one `rng` passed in.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.nn.model import MLP
+from pipeline.nn.optim import Optimizer
+
+
+class TrainingDiverged(PipelineError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 1-based
+    train_loss: float  # mean over the epoch's batches, as trained (dropout on)
+    train_accuracy: float
+    dev_loss: float
+    dev_accuracy: float
+    learning_rate: float
+    seconds: float  # wall time of the epoch's training steps
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FitResult:
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0  # 1-based epoch with the highest dev accuracy
+    stopped_early: bool = False
+
+    @property
+    def best(self) -> EpochRecord:
+        return self.history[self.best_epoch - 1]
+
+
+def evaluate(model: MLP, x: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on rows `x`."""
+    logits = model.logits(x).astype(np.float64)
+    top = logits.max(axis=1)
+    log_totals = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+    loss = float(np.mean(log_totals - logits[np.arange(len(labels)), labels]))
+    accuracy = float(np.mean(logits.argmax(axis=1) == labels))
+    return loss, accuracy
+
+
+def fit(
+    model: MLP,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_dev: np.ndarray,
+    y_dev: np.ndarray,
+    *,
+    optimizer: Optimizer,
+    schedule: Callable[[int], float],
+    epochs: int,
+    batch_size: int | None,
+    rng: np.random.Generator,
+    dropout: float = 0.0,
+    patience: int | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> FitResult:
+    """Train `model` in place; return the per-epoch history and the best epoch."""
+    n = len(x_train)
+    batch = n if batch_size is None else min(batch_size, n)
+    result = FitResult()
+    best_params: list[np.ndarray] | None = None
+    grads = None
+    for epoch in range(1, epochs + 1):
+        lr = schedule(epoch - 1)
+        started = time.perf_counter()
+        order = rng.permutation(n) if batch < n else None
+        loss_sum, correct = 0.0, 0
+        for start in range(0, n, batch):
+            if order is None:
+                x_batch, y_batch = x_train, y_train
+            else:
+                rows = order[start : start + batch]
+                x_batch, y_batch = x_train[rows], y_train[rows]
+            # Overflow on the way to a NaN loss is reported below as divergence, not warned.
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss, batch_correct, grads = model.loss_and_grads(
+                    x_batch, y_batch, dropout=dropout, rng=rng, grads=grads
+                )
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch} (loss {loss}) with learning rate "
+                    f"{lr:g}: lower optimizer.lr or pick another schedule; no model was written"
+                )
+            optimizer.step(grads, lr)
+            loss_sum += loss * len(y_batch)
+            correct += batch_correct
+        seconds = time.perf_counter() - started
+        with np.errstate(over="ignore", invalid="ignore"):
+            dev_loss, dev_accuracy = evaluate(model, x_dev, y_dev)
+        if not math.isfinite(dev_loss):
+            raise TrainingDiverged(
+                f"training diverged at epoch {epoch} (dev loss {dev_loss}) with learning rate "
+                f"{lr:g}: lower optimizer.lr or pick another schedule; no model was written"
+            )
+        record = EpochRecord(epoch, loss_sum / n, correct / n, dev_loss, dev_accuracy, lr, seconds)
+        result.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if result.best_epoch == 0 or dev_accuracy > result.best.dev_accuracy:
+            result.best_epoch = epoch
+            if patience is not None:
+                best_params = [p.copy() for p in model.params()]
+        elif patience is not None and epoch - result.best_epoch >= patience:
+            result.stopped_early = True
+            break
+    if best_params is not None:
+        for param, best in zip(model.params(), best_params, strict=True):
+            param[...] = best
+    return result
