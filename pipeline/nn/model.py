@@ -15,7 +15,9 @@ Backpropagation, with Y the one-hot labels:
     dbˡ = (1/m)·Σ dZˡ          (summed over the m examples)
     dZˡ⁻¹ = Wˡᵀ·dZˡ ⊙ g'(Zˡ⁻¹)
 
-The data arrive as rows (N×784, as stored); `X.T` is a free view, so no copy is made.
+The data arrive as rows (N×784, as stored); `X.T` is a free view, so no copy is made. The
+factor 1/m is applied once to the small dZᴸ (10×m) rather than to every dW: all later
+gradients inherit it, and no extra pass over the large weight gradients is needed.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ class MLP:
         m = x.shape[0]
         scale = self.dtype.type(1.0 / m)
         keep_scale = self.dtype.type(1.0 / (1.0 - dropout)) if dropout else None
+        # Inverted dropout: kept units are scaled by 1/(1-p) so nothing changes at test time.
         inputs, activations, masks = [x.T], [], []
         last = len(self.weights) - 1
         for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
@@ -156,24 +159,23 @@ class MLP:
             activations.append(a)
             if dropout:
                 mask = rng.random(a.shape, dtype=self.dtype) >= dropout
-                a = a * mask * keep_scale
+                mask = np.multiply(mask, keep_scale, dtype=self.dtype)
+                a = a * mask
                 masks.append(mask)
             inputs.append(a)
         correct = int(np.count_nonzero(logits.argmax(axis=0) == labels))
         loss, dz = softmax_cross_entropy(logits, labels)
+        dz *= scale  # the 1/m of every gradient below
         if grads is None:
             grads = [np.empty_like(p) for p in self.params()]
         for layer in range(last, -1, -1):
             grad_w, grad_b = grads[2 * layer], grads[2 * layer + 1]
             np.matmul(dz, inputs[layer].T, out=grad_w)  # dW = (1/m)·dZ·Aᵀ
-            grad_w *= scale
             np.sum(dz, axis=1, keepdims=True, out=grad_b)  # db = (1/m)·Σ dZ
-            grad_b *= scale
             if layer:
                 da = self.weights[layer].T @ dz
                 if dropout:
                     da *= masks[layer - 1]
-                    da *= keep_scale
                 dz = backward(activations[layer - 1], da)
         return loss, correct, grads
 

@@ -1,7 +1,8 @@
 """Optimizers and learning-rate schedules.
 
-Every update is done in place, through one scratch buffer per parameter: at small widths the
-update, not the matrix products, dominates a step, and temporary arrays would double its cost.
+Every update is done in place and the gradient buffers double as scratch space (the training
+loop recomputes them each step): at small widths the update, not the matrix products,
+dominates a step, and every pass over a weight-sized array costs as much as a small matmul.
 
     sgd    p ← p - lr·g; with momentum μ: v ← μ·v + g, p ← p - lr·v; Nesterov: p ← p - lr·(g + μ·v)
            (momentum 0 and one batch of all examples is the notes' gradient descent)
@@ -28,7 +29,6 @@ class Optimizer:
     def __init__(self, params: list[np.ndarray], weight_decay: float = 0.0):
         self.params = params
         self.weight_decay = weight_decay
-        self.scratch = [np.empty_like(p) for p in params]
         self.steps = 0
 
     def decays(self, index: int) -> bool:
@@ -37,14 +37,17 @@ class Optimizer:
     def add_l2(self, index: int, grad: np.ndarray) -> None:
         """g ← g + λ·p, the gradient of (λ/2)·‖W‖²."""
         if self.decays(index):
-            tmp = self.scratch[index]
-            np.multiply(self.params[index], self.weight_decay, out=tmp)
-            grad += tmp
+            grad += self.weight_decay * self.params[index]
 
     def step(self, grads: list[np.ndarray], lr: float) -> None:
+        """Apply one update; `grads` are overwritten (used as scratch)."""
         self.steps += 1
+        self.prepare(lr)
         for index, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
             self.update(index, param, grad, lr)
+
+    def prepare(self, lr: float) -> None:
+        """Per-step quantities shared by all parameters."""
 
     def update(self, index: int, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
         raise NotImplementedError
@@ -58,20 +61,19 @@ class SGD(Optimizer):
 
     def update(self, index, param, grad, lr):
         self.add_l2(index, grad)
-        tmp = self.scratch[index]
-        if self.velocity is not None:
-            velocity = self.velocity[index]
-            velocity *= self.momentum
-            velocity += grad
-            if self.nesterov:
-                np.multiply(velocity, self.momentum, out=tmp)
-                tmp += grad
-            else:
-                tmp[...] = velocity
-            tmp *= lr
-        else:
-            np.multiply(grad, lr, out=tmp)
-        param -= tmp
+        if self.velocity is None:
+            grad *= lr
+            param -= grad
+            return
+        velocity = self.velocity[index]
+        velocity *= self.momentum
+        velocity += grad
+        if self.nesterov:  # step along g + μ·v
+            grad += self.momentum * velocity
+            grad *= lr
+        else:  # step along v
+            np.multiply(velocity, lr, out=grad)
+        param -= grad
 
 
 class Adam(Optimizer):
@@ -80,16 +82,13 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps, self.decoupled = beta1, beta2, eps, decoupled
         self.first = [np.zeros_like(p) for p in params]
         self.second = [np.zeros_like(p) for p in params]
+        self.scratch = [np.empty_like(p) for p in params]
 
-    def step(self, grads, lr):
-        self.steps += 1
+    def prepare(self, lr):
         # Bias correction folded into the step size and epsilon (Kingma & Ba, section 2).
         correction2 = math.sqrt(1 - self.beta2**self.steps)
         self.step_size = lr * correction2 / (1 - self.beta1**self.steps)
         self.eps_hat = self.eps * correction2
-        self.lr = lr
-        for index, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
-            self.update(index, param, grad, lr)
 
     def update(self, index, param, grad, lr):
         if self.decoupled:
@@ -98,13 +97,13 @@ class Adam(Optimizer):
         else:
             self.add_l2(index, grad)
         first, second, tmp = self.first[index], self.second[index], self.scratch[index]
-        first *= self.beta1  # m ← β₁·m + (1-β₁)·g
-        np.multiply(grad, 1 - self.beta1, out=tmp)
-        first += tmp
-        second *= self.beta2  # v ← β₂·v + (1-β₂)·g²
-        np.multiply(grad, grad, out=tmp)
+        np.multiply(grad, grad, out=tmp)  # v ← β₂·v + (1-β₂)·g²
         tmp *= 1 - self.beta2
+        second *= self.beta2
         second += tmp
+        grad *= 1 - self.beta1  # m ← β₁·m + (1-β₁)·g
+        first *= self.beta1
+        first += grad
         np.sqrt(second, out=tmp)  # p ← p - lr_t·m / (√v + ε̂)
         tmp += self.eps_hat
         np.divide(first, tmp, out=tmp)
