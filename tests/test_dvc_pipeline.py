@@ -41,7 +41,7 @@ def project(tmp_path_factory) -> Path:
     text = text.replace("dev_size: 10000", "dev_size: 60").replace("epochs: 20", "epochs: 3")
     config.write_text(text)
     model = project / "conf" / "model" / "mlp.yaml"
-    model.write_text(model.read_text().replace("hidden: [800]", "hidden: [32]"))
+    model.write_text(model.read_text().replace("hidden: [512, 512]", "hidden: [32]"))
     run([sys.executable, "-m", "pipeline.config", "compose"], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "synthetic project"], project)
