@@ -199,7 +199,6 @@ def output_root() -> Path:
 def main(cfg: DictConfig) -> None:
     with stage_errors("train"):
         config = stage_config(cfg)
-        check_hyperparameters(config)
         outputs = TrainOutputs.under(output_root())
         metrics = run_training(config, SPLIT_DIR, outputs)
         best = metrics["best"]
