@@ -27,6 +27,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 from pipeline.config import ROOT, ConfigError, stage_config
 from pipeline.errors import stage_errors
@@ -167,8 +168,6 @@ def run_training(config: Config, split_dir: Path, outputs: TrainOutputs, progres
     check_hyperparameters(config)
     train_data = load_arrays(split_dir / "train.npz", ("images", "labels"), made_by="split")
     dev_data = load_arrays(split_dir / "dev.npz", ("images", "labels"), made_by="split")
-    from tqdm import tqdm
-
     with tqdm(total=config.train.epochs, desc="train", unit="epoch", disable=not progress) as bar:
 
         def on_epoch(record):

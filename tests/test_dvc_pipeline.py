@@ -3,6 +3,7 @@ directory of synthetic IDX files (the data group and its hashes overridden in co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -21,6 +22,19 @@ def ran_stages(output: str) -> list[str]:
 def dev_rows(project: Path) -> np.ndarray:
     with np.load(project / "data" / "split" / "dev.npz", allow_pickle=False) as dev:
         return dev["images"]
+
+
+@contextlib.contextmanager
+def edited_config(project: Path, old: str, new: str):
+    """conf/config.yaml with `old` replaced by `new` for the block, restored afterwards."""
+    config = project / "conf" / "config.yaml"
+    original = config.read_text()
+    assert old in original
+    config.write_text(original.replace(old, new))
+    try:
+        yield
+    finally:
+        config.write_text(original)
 
 
 @pytest.fixture(scope="module")
@@ -80,33 +94,23 @@ def test_second_repro_does_nothing(project):
 
 def test_changing_the_split_seed_reruns_only_split(project):
     before = dev_rows(project)
-    config = project / "conf" / "config.yaml"
-    original = config.read_text()
-    config.write_text(original.replace("seed: ${seed}", "seed: 3"))
-    try:
+    with edited_config(project, "seed: ${seed}", "seed: 3"):
         run([sys.executable, "-m", "pipeline.config", "compose"], project)
         result = run(["dvc", "repro"], project)
         assert ran_stages(result.stdout) == ["check_params", "split", "train"]
         assert not np.array_equal(dev_rows(project), before)
-    finally:
-        config.write_text(original)
-        run([sys.executable, "-m", "pipeline.config", "compose"], project)
-        run(["dvc", "repro"], project)
+    run([sys.executable, "-m", "pipeline.config", "compose"], project)
+    run(["dvc", "repro"], project)
 
 
 def test_stale_params_fail_repro_and_name_the_fix(project):
     before = dev_rows(project)
-    config = project / "conf" / "config.yaml"
-    original = config.read_text()
-    config.write_text(original.replace("dev_size: 60", "dev_size: 50"))
-    try:
+    with edited_config(project, "dev_size: 60", "dev_size: 50"):
         result = run(["dvc", "repro"], project, check=False)
-        assert result.returncode != 0
-        assert "params.yaml is stale against conf/ at split.dev_size" in result.stderr
-        assert "make params" in result.stderr
-        np.testing.assert_array_equal(dev_rows(project), before)
-    finally:
-        config.write_text(original)
+    assert result.returncode != 0
+    assert "params.yaml is stale against conf/ at split.dev_size" in result.stderr
+    assert "make params" in result.stderr
+    np.testing.assert_array_equal(dev_rows(project), before)
 
 
 def test_exp_run_with_an_override_runs_on_the_composed_params(project):

@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.nn.model import MLP
+from pipeline.nn.model import MLP, softmax_cross_entropy
 from pipeline.nn.optim import Optimizer
 
 
@@ -37,9 +37,6 @@ class EpochRecord:
     learning_rate: float
     seconds: float  # wall time of the epoch's training steps
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class FitResult:
@@ -54,12 +51,18 @@ class FitResult:
 
 def evaluate(model: MLP, x: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `model` on rows `x`."""
-    logits = model.logits(x).astype(np.float64)
-    top = logits.max(axis=1)
-    log_totals = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
-    loss = float(np.mean(log_totals - logits[np.arange(len(labels)), labels]))
-    accuracy = float(np.mean(logits.argmax(axis=1) == labels))
+    logits = model.logits(x).T.astype(np.float64)  # classes × N, as the loss expects
+    accuracy = float(np.mean(logits.argmax(axis=0) == labels))
+    loss, _ = softmax_cross_entropy(logits, labels)
     return loss, accuracy
+
+
+def check_finite(loss: float, what: str, epoch: int, lr: float) -> None:
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"training diverged at epoch {epoch} ({what} {loss}) with learning rate {lr:g}: "
+            "lower optimizer.lr or pick another schedule; no model was written"
+        )
 
 
 def fit(
@@ -100,22 +103,14 @@ def fit(
                 loss, batch_correct, grads = model.loss_and_grads(
                     x_batch, y_batch, dropout=dropout, rng=rng, grads=grads
                 )
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"training diverged at epoch {epoch} (loss {loss}) with learning rate "
-                    f"{lr:g}: lower optimizer.lr or pick another schedule; no model was written"
-                )
+            check_finite(loss, "loss", epoch, lr)
             optimizer.step(grads, lr)
             loss_sum += loss * len(y_batch)
             correct += batch_correct
         seconds = time.perf_counter() - started
         with np.errstate(over="ignore", invalid="ignore"):
             dev_loss, dev_accuracy = evaluate(model, x_dev, y_dev)
-        if not math.isfinite(dev_loss):
-            raise TrainingDiverged(
-                f"training diverged at epoch {epoch} (dev loss {dev_loss}) with learning rate "
-                f"{lr:g}: lower optimizer.lr or pick another schedule; no model was written"
-            )
+        check_finite(dev_loss, "dev loss", epoch, lr)
         record = EpochRecord(epoch, loss_sum / n, correct / n, dev_loss, dev_accuracy, lr, seconds)
         result.history.append(record)
         if on_epoch is not None:
