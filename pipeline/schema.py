@@ -72,9 +72,10 @@ class TrainConfig:
     epochs: int = MISSING  # passes over the training set (full-batch: gradient steps)
     batch_size: int | None = MISSING  # None: one batch of all examples
     dropout: float = MISSING  # drop probability on hidden layers, in [0, 1)
+    max_shift: int = MISSING  # random shift of each training image, in pixels; 0: off
     patience: int | None = MISSING  # early stopping on dev accuracy; None: off
     dtype: str = MISSING  # float32 | float64
-    seed: int = MISSING  # seeds init, shuffling and dropout
+    seed: int = MISSING  # seeds init, shuffling, dropout and shifts
 
 
 @dataclass

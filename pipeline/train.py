@@ -41,6 +41,7 @@ from pipeline.schema import Config
 from pipeline.split import SPLIT_DIR
 
 NUM_CLASSES = 10
+MAX_SHIFT = 4  # pixels; MNIST digits sit in a 20×20 box centred in 28×28, so 4 keeps them whole
 
 
 @dataclass
@@ -70,6 +71,10 @@ def hyperparameter_problems(config: Config) -> list[str]:
         ),
         (all(h >= 1 for h in model.hidden), f"model.hidden={model.hidden}: sizes must be ≥ 1"),
         (0 <= train.dropout < 1, f"train.dropout={train.dropout} must be in [0, 1)"),
+        (
+            0 <= train.max_shift <= MAX_SHIFT,
+            f"train.max_shift={train.max_shift} must be in [0, {MAX_SHIFT}] pixels",
+        ),
         (
             model.activation in ACTIVATIONS,
             f"model.activation={model.activation!r} is not one of {', '.join(ACTIVATIONS)}",
@@ -128,6 +133,7 @@ def train_model(
         model, x_train, train_data["labels"], x_dev, dev_data["labels"],
         optimizer=optimizer, schedule=schedule, epochs=config.train.epochs,
         batch_size=config.train.batch_size, rng=rng, dropout=config.train.dropout,
+        max_shift=config.train.max_shift,
         patience=config.train.patience, on_epoch=on_epoch,
     )  # fmt: skip
     return model, result

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from pipeline.nn import make_optimizer, make_schedule
+from pipeline.nn.optim import FLUSH_EVERY
 
 
 def run_steps(name, grads, lr=0.1, **kwargs):
     weight, bias = np.array([1.0, -2.0]), np.array([0.5])
     optimizer = make_optimizer(name, [weight, bias], **kwargs)
     for grad in grads:
-        optimizer.step([np.array(grad, dtype=float), np.array([1.0])], lr)
+        scale = optimizer.gradient_scale(lr)  # the model hands over scale·∇
+        optimizer.step([scale * np.array(grad, dtype=float), np.array([scale])], lr)
     return weight, bias
 
 
@@ -34,6 +36,15 @@ def test_nesterov_looks_ahead():
     weight, _ = run_steps("sgd", [[1.0, 0.0], [1.0, 0.0]], momentum=0.9, nesterov=True)
     # step 1: v = 1, p -= 0.1·(1 + 0.9) ; step 2: v = 1.9, p -= 0.1·(1 + 1.71)
     np.testing.assert_allclose(weight, [1 - 0.19 - 0.271, -2.0])
+
+
+def test_momentum_follows_a_changing_learning_rate():
+    # PyTorch's rule with lr 0.1 then 0.01: v1 = 1, p = 1 - 0.1; v2 = 1.9, p -= 0.01·1.9
+    weight, bias = np.array([1.0]), np.array([0.0])
+    optimizer = make_optimizer("sgd", [weight, bias], momentum=0.9)
+    for lr in (0.1, 0.01):
+        optimizer.step([np.array([lr]), np.array([0.0])], lr)
+    np.testing.assert_allclose(weight, [1 - 0.1 - 0.019])
 
 
 def test_l2_weight_decay_applies_to_weights_not_biases():
@@ -88,3 +99,18 @@ def test_unknown_names_are_rejected():
         make_optimizer("rmsprop", [])
     with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         make_schedule("linear", 0.1, 3)
+
+
+def test_subnormal_state_is_flushed_to_zero():
+    # A velocity decaying under zero gradients reaches the subnormals (|v| < 1.2e-38 in
+    # float32) by step 7; every operation on those is ~100× slower, so they are zeroed.
+    weight, bias = np.zeros(1, dtype=np.float32), np.zeros(1, dtype=np.float32)
+    optimizer = make_optimizer("sgd", [weight, bias], momentum=0.5)
+    grads = [np.array([1e-36], dtype=np.float32), np.zeros(1, dtype=np.float32)]
+    optimizer.step(grads, 1.0)
+    velocity = optimizer.state[0][0]
+    for _ in range(FLUSH_EVERY - 2):
+        optimizer.step([np.zeros(1, dtype=np.float32)] * 2, 1.0)
+    assert 0 < velocity[0] < np.finfo(np.float32).tiny  # subnormal, not yet flushed
+    optimizer.step([np.zeros(1, dtype=np.float32)] * 2, 1.0)
+    assert velocity[0] == 0

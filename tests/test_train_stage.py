@@ -47,7 +47,8 @@ def test_notes_preset_is_exactly_the_notes_network():
     assert config.optimizer.lr == 0.1 and config.optimizer.weight_decay == 0
     assert config.schedule.name == "constant"
     assert config.train.epochs == 500 and config.train.batch_size is None
-    assert config.train.dropout == 0 and config.split.dev_size == 1000
+    assert config.train.dropout == 0 and config.train.max_shift == 0
+    assert config.split.dev_size == 1000
 
 
 def test_notes_preset_trains_by_full_batch_gradient_descent(split_dir):
@@ -100,6 +101,7 @@ def test_same_config_gives_bit_identical_weights_and_metrics(split_dir, tmp_path
         ("model.hidden=[32,0]", "model.hidden=[32, 0]: sizes must be ≥ 1"),
         ("train.dropout=1.0", "train.dropout=1.0 must be in [0, 1)"),
         ("train.dropout=-0.1", "train.dropout=-0.1 must be in [0, 1)"),
+        ("train.max_shift=5", "train.max_shift=5 must be in [0, 4] pixels"),
         ("model.activation=swish", "model.activation='swish' is not one of"),
         ("optimizer.name=rmsprop", "optimizer.name='rmsprop' is not one of"),
     ],

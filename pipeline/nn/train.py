@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.nn.augment import random_shift
 from pipeline.nn.model import MLP, softmax_cross_entropy
 from pipeline.nn.optim import Optimizer
 
@@ -78,6 +79,7 @@ def fit(
     batch_size: int | None,
     rng: np.random.Generator,
     dropout: float = 0.0,
+    max_shift: int = 0,
     patience: int | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> FitResult:
@@ -98,10 +100,16 @@ def fit(
             else:
                 rows = order[start : start + batch]
                 x_batch, y_batch = x_train[rows], y_train[rows]
+            x_batch = random_shift(x_batch, max_shift, rng)
             # Overflow on the way to a NaN loss is reported below as divergence, not warned.
             with np.errstate(over="ignore", invalid="ignore"):
                 loss, batch_correct, grads = model.loss_and_grads(
-                    x_batch, y_batch, dropout=dropout, rng=rng, grads=grads
+                    x_batch,
+                    y_batch,
+                    dropout=dropout,
+                    rng=rng,
+                    grads=grads,
+                    scale=optimizer.gradient_scale(lr),
                 )
             check_finite(loss, "loss", epoch, lr)
             optimizer.step(grads, lr)
