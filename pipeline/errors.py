@@ -28,13 +28,19 @@ def interrupt_on_sigterm() -> None:
 
 
 @contextlib.contextmanager
-def stage_errors(stage: str) -> Iterator[None]:
-    """Run a stage body; report `PipelineError` and interrupts in one line and exit non-zero."""
+def stage_errors(stage: str, exit_on_error: bool = True) -> Iterator[None]:
+    """Run a stage body; report `PipelineError` and interrupts in one line and exit non-zero.
+
+    In a Hydra sweep (`exit_on_error=False`) the error is reported, then raised on, so Hydra
+    records the job as failed and runs the remaining jobs instead of exiting at once.
+    """
     interrupt_on_sigterm()
     try:
         yield
     except PipelineError as error:
         print(f"{stage}: error: {error}", file=sys.stderr)
+        if not exit_on_error:
+            raise
         raise SystemExit(1) from None
     except KeyboardInterrupt as interrupt:
         reason = str(interrupt) or "interrupted"

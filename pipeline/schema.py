@@ -79,6 +79,16 @@ class TrainConfig:
 
 
 @dataclass
+class TrackingConfig:
+    enabled: bool = MISSING  # log runs to MLflow
+    uri: str | None = MISSING  # None: $MLFLOW_TRACKING_URI, else sqlite mlflow.db at the root
+    experiment: str = MISSING  # MLflow experiment the runs go to
+    registered_model: str | None = MISSING  # registry name for pipeline models; None: skip
+    alias: str = MISSING  # registry alias moved to each new pipeline model
+    log_model: bool = MISSING  # log the model as an MLflow pyfunc
+
+
+@dataclass
 class Config:
     seed: int = MISSING
     data: DataConfig = field(default_factory=DataConfig)
@@ -87,3 +97,4 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

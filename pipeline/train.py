@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from pipeline.config import ROOT, ConfigError, stage_config
-from pipeline.errors import stage_errors
+from pipeline.errors import PipelineError, stage_errors
 from pipeline.io import load_arrays, save_arrays, write_json, write_text
 from pipeline.nn import MLP, fit, make_optimizer, make_schedule
 from pipeline.nn.activations import ACTIVATIONS
@@ -49,6 +50,7 @@ class TrainOutputs:
     model: Path
     metrics: Path
     history: Path
+    run: Path  # the MLflow run id, for `evaluate` to log into the same run
 
     @classmethod
     def under(cls, root: Path) -> TrainOutputs:
@@ -56,6 +58,7 @@ class TrainOutputs:
             root / "models" / "model.npz",
             root / "reports" / "train_metrics.json",
             root / "reports" / "train_history.csv",
+            root / "reports" / "mlflow_run.json",
         )
 
 
@@ -151,6 +154,7 @@ def train_metrics(result: FitResult, seconds: float) -> dict:
     return {
         "final": scores(result.history[-1]),
         "best": {"epoch": result.best_epoch, **scores(result.best)},
+        "model": {"epoch": result.kept.epoch, "dev_accuracy": result.kept.dev_accuracy},
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
         "train_seconds": round(seconds, 3),
@@ -169,19 +173,24 @@ def history_csv(result: FitResult) -> str:
     return buffer.getvalue()
 
 
-def run_training(config: Config, split_dir: Path, outputs: TrainOutputs, progress=True) -> dict:
-    """Load the split data, train, and write model, metrics and history; return the metrics."""
+def run_training(
+    config: Config, split_dir: Path, outputs: TrainOutputs, progress=True, on_epoch=None
+) -> dict:
+    """Load the split data, train, and write model, metrics and history; return the metrics.
+    `on_epoch(record)` is called after each epoch (MLflow logs the curves live with it)."""
     check_hyperparameters(config)
     train_data = load_arrays(split_dir / "train.npz", ("images", "labels"), made_by="split")
     dev_data = load_arrays(split_dir / "dev.npz", ("images", "labels"), made_by="split")
     with tqdm(total=config.train.epochs, desc="train", unit="epoch", disable=not progress) as bar:
 
-        def on_epoch(record):
+        def after_epoch(record):
             bar.set_postfix(loss=f"{record.train_loss:.4f}", dev_acc=f"{record.dev_accuracy:.4f}")
             bar.update(1)
+            if on_epoch is not None:
+                on_epoch(record)
 
         started = time.perf_counter()
-        model, result = train_model(config, train_data, dev_data, on_epoch)
+        model, result = train_model(config, train_data, dev_data, after_epoch)
         seconds = time.perf_counter() - started
     metrics = train_metrics(result, seconds)
     save_arrays(outputs.model, **model.to_arrays())
@@ -190,27 +199,108 @@ def run_training(config: Config, split_dir: Path, outputs: TrainOutputs, progres
     return metrics
 
 
-def output_root() -> Path:
-    """The project root, or the job's own folder when Hydra runs a sweep (multirun)."""
+def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return Path(HydraConfig.get().runtime.output_dir)
-    return ROOT
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def output_root() -> Path:
+    """The project root, or the job's own folder when Hydra runs a sweep (multirun)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir) if in_multirun() else ROOT
+
+
+def start_run(config: Config, cfg: DictConfig, split_files: dict[str, Path]):
+    """Open the store (failing now, before training, if it cannot be used) and start a run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from pipeline.config import DVC_CONFIG_NAME, flatten
+    from pipeline.sweep import parent_run_id
+    from pipeline.tracking import Run, open_store, run_tags
+
+    experiment_id = open_store(config.tracking)
+    name = os.environ.get("DVC_EXP_NAME")
+    if in_multirun():
+        kind, name = "sweep-job", HydraConfig.get().job.override_dirname or None
+    elif HydraConfig.initialized() and HydraConfig.get().job.config_name == DVC_CONFIG_NAME:
+        kind = "pipeline"
+    else:
+        kind = "direct"
+    tags = run_tags(kind, config.seed, split_files)
+    params = flatten(asdict(config))
+    run = Run.start(experiment_id, name, tags, params, parent_id=parent_run_id())
+    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    return run
+
+
+def log_training(run, metrics: dict, outputs: TrainOutputs) -> None:
+    run.log_metrics(
+        {
+            "train/seconds": metrics["train_seconds"],
+            "best/dev_accuracy": metrics["best"]["dev_accuracy"],
+            "best/epoch": metrics["best"]["epoch"],
+            "model/dev_accuracy": metrics["model"]["dev_accuracy"],
+        }
+    )
+    run.log_artifact(outputs.metrics, "reports")
+    run.log_artifact(outputs.history, "reports")
+
+
+def evaluate_job(run, config: Config, outputs: TrainOutputs) -> None:
+    """A sweep job scores its own model on the test set, in its own folder, and logs it."""
+    from pipeline.evaluate import (
+        EvaluateOutputs,
+        evaluate_model,
+        load_model,
+        log_evaluation,
+        read_history,
+    )
+    from pipeline.normalise import NORMALISED_DIR
+
+    test = load_arrays(NORMALISED_DIR / "test.npz", ("images", "labels"), made_by="normalise")
+    evaluation = EvaluateOutputs.under(outputs.model.parent.parent)
+    network = load_model(outputs.model)
+    metrics = evaluate_model(network, test, read_history(outputs.history), evaluation)
+    if run is not None:
+        log_evaluation(run, config, metrics, evaluation, outputs.model, test["images"][:2], None)
+    print(f"train: test accuracy {metrics['accuracy']:.4f} (reported, not used to select)")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    with stage_errors("train"):
+def main(cfg: DictConfig) -> float:
+    """Train; in a sweep also evaluate. Returns the saved model's dev accuracy (the objective
+    Optuna maximises)."""
+    from pipeline.sweep import fail_parent
+    from pipeline.tracking import settled
+
+    multirun = in_multirun()
+    with stage_errors("train", exit_on_error=not multirun):
         config = stage_config(cfg)
+        check_hyperparameters(config)
         outputs = TrainOutputs.under(output_root())
-        metrics = run_training(config, SPLIT_DIR, outputs)
+        split_files = {"train": SPLIT_DIR / "train.npz", "dev": SPLIT_DIR / "dev.npz"}
+        for path in split_files.values():
+            if not path.is_file():
+                raise PipelineError(f"{path} is missing: run `dvc repro split` first")
+        run = start_run(config, cfg, split_files) if config.tracking.enabled else None
+        with settled(run, on_failure=fail_parent if multirun else None):
+            on_epoch = run.log_epoch if run is not None else None
+            metrics = run_training(config, SPLIT_DIR, outputs, on_epoch=on_epoch)
+            if run is not None:
+                log_training(run, metrics, outputs)
+            if multirun:
+                evaluate_job(run, config, outputs)
+            else:
+                write_json(outputs.run, {"run_id": run.run_id if run is not None else None})
         best = metrics["best"]
         print(
             f"train: best dev accuracy {best['dev_accuracy']:.4f} at epoch {best['epoch']} of "
             f"{metrics['epochs_run']}, {metrics['train_seconds']:.1f} s; model in {outputs.model}"
         )
+        return metrics["model"]["dev_accuracy"]
 
 
 if __name__ == "__main__":

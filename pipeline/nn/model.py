@@ -124,6 +124,14 @@ class MLP:
             out[start : start + chunk] = a.T
         return out
 
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """softmax(logits) for rows of `x` (N × classes), the max subtracted so exp() ≤ 1."""
+        logits = self.logits(x)
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=1, keepdims=True)
+        return logits
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The most probable digit for each row of `x`."""
         return self.logits(x).argmax(axis=1)

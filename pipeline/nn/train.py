@@ -44,10 +44,16 @@ class FitResult:
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0  # 1-based epoch with the highest dev accuracy
     stopped_early: bool = False
+    restored_best: bool = False  # the model holds the best epoch's weights, not the last's
 
     @property
     def best(self) -> EpochRecord:
         return self.history[self.best_epoch - 1]
+
+    @property
+    def kept(self) -> EpochRecord:
+        """The epoch whose weights the trained model holds."""
+        return self.best if self.restored_best else self.history[-1]
 
 
 def evaluate(model: MLP, x: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -133,4 +139,5 @@ def fit(
     if best_params is not None:
         for param, best in zip(model.params(), best_params, strict=True):
             param[...] = best
+        result.restored_best = True
     return result

@@ -1,0 +1,115 @@
+"""Hydra multirun sweeps as MLflow runs: one parent per sweep, one child per job.
+
+conf/config.yaml registers `SweepRuns` as a Hydra callback. When a sweep starts, it opens the
+store in this one process before any job starts (a fresh SQLite store opened by several
+processes at once fails while they all migrate it), creates the parent run and hands its id to
+the jobs in $PIPELINE_SWEEP_PARENT_RUN_ID (joblib's worker processes inherit it; MLflow's own
+MLFLOW_RUN_ID would make the first child resume and overwrite the parent). Each job logs a
+child run (pipeline/train.py). When the sweep ends, the parent records the best child by dev
+accuracy (test accuracy is reported, never used to choose) and ends FINISHED. Hydra skips that
+hook when a job fails, so a failing job marks the parent FAILED itself.
+
+    python -m pipeline.train -m optimizer=sgd,adam model.hidden=[128],[256]
+    python -m pipeline.train -m +sweep=optimizers              # a preset grid, conf/sweep/
+    python -m pipeline.train -m +sweep=optuna                  # Optuna search
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.schema import TrackingConfig
+
+PARENT_ENV = "PIPELINE_SWEEP_PARENT_RUN_ID"
+SELECTION_METRIC = "model/dev_accuracy"  # dev accuracy of the weights each job saved
+
+
+def parent_run_id() -> str | None:
+    return os.environ.get(PARENT_ENV) or None
+
+
+def tracking_of(config: DictConfig) -> TrackingConfig:
+    merged = OmegaConf.merge(OmegaConf.structured(TrackingConfig), config.tracking)
+    return OmegaConf.to_object(merged)
+
+
+def fail_parent(status: str, message: str) -> None:
+    """Called by a failing job: the sweep's parent run ends FAILED (or KILLED) too."""
+    from pipeline.tracking import Run
+
+    parent = parent_run_id()
+    if parent:
+        run = Run(parent)
+        run.set_tags({"error": f"a job failed: {message}"})
+        run.end(status)
+
+
+def best_child(parent_id: str) -> Any | None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    children = client.search_runs(
+        [experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'FINISHED'",
+        order_by=[f"metrics.`{SELECTION_METRIC}` DESC"],
+        max_results=1000,
+    )
+    scored = [run for run in children if SELECTION_METRIC in run.data.metrics]
+    return (scored[0] if scored else None), len(children)
+
+
+class SweepRuns(Callback):
+    """Opens the parent run before the jobs and summarises it after them."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline.tracking import KIND_TAG, Run, open_store
+
+        tracking = tracking_of(config)
+        if not tracking.enabled:
+            return
+        experiment_id = open_store(tracking)
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        overrides = " ".join(config.hydra.overrides.task)
+        tags = {
+            KIND_TAG: "sweep",
+            "sweep.dir": str(sweep_dir),
+            "sweep.sweeper": str(config.hydra.sweeper._target_),
+            "sweep.launcher": str(config.hydra.launcher._target_),
+        }
+        run = Run.start(
+            experiment_id,
+            name=f"sweep {sweep_dir.parent.name} {sweep_dir.name}",
+            tags=tags,
+            params={"sweep.overrides": overrides or "(none)"},
+        )
+        os.environ[PARENT_ENV] = run.run_id
+        print(f"sweep: MLflow parent run {run.run_id} in {tracking.experiment}")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline.tracking import Run
+
+        parent = parent_run_id()
+        if parent is None:
+            return
+        run = Run(parent)
+        best, children = best_child(parent)
+        summary = {"sweep/children": children}
+        if best is not None:
+            summary["best/dev_accuracy"] = best.data.metrics[SELECTION_METRIC]
+            if "test/accuracy" in best.data.metrics:
+                summary["best/test_accuracy"] = best.data.metrics["test/accuracy"]
+            run.set_tags({"best_run_id": best.info.run_id, "best_run_name": best.info.run_name})
+        run.log_metrics(summary)
+        run.end("FINISHED")
+        os.environ.pop(PARENT_ENV, None)
+        if best is not None:
+            print(
+                f"sweep: best dev accuracy {summary['best/dev_accuracy']:.4f} in run "
+                f"{best.info.run_name} ({best.info.run_id}) of {children}"
+            )
