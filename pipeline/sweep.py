@@ -64,6 +64,14 @@ def best_child(parent_id: str) -> Any | None:
     return (scored[0] if scored else None), len(children)
 
 
+def sweep_params(config: DictConfig) -> str:
+    """The search space a preset set in hydra.sweeper.params (grid values or Optuna ranges)."""
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    if not params:
+        return "(none)"
+    return " ".join(f"{key}={value}" for key, value in params.items())
+
+
 class SweepRuns(Callback):
     """Opens the parent run before the jobs and summarises it after them."""
 
@@ -86,7 +94,7 @@ class SweepRuns(Callback):
             experiment_id,
             name=f"sweep {sweep_dir.parent.name} {sweep_dir.name}",
             tags=tags,
-            params={"sweep.overrides": overrides or "(none)"},
+            params={"sweep.overrides": overrides or "(none)", "sweep.params": sweep_params(config)},
         )
         os.environ[PARENT_ENV] = run.run_id
         print(f"sweep: MLflow parent run {run.run_id} in {tracking.experiment}")

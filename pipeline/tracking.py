@@ -53,15 +53,15 @@ def open_store(tracking: TrackingConfig) -> str:
     from mlflow.exceptions import MlflowException
 
     uri = store_uri(tracking)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(uri)
     # A server that is down should fail in seconds, not after minutes of retries.
     limits = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
     saved = {name: os.environ.get(name) for name in limits}
     os.environ.update(limits)
     try:
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        client = mlflow.MlflowClient(uri)
         experiment = client.get_experiment_by_name(tracking.experiment)
         if experiment is None:
             location = (project_root() / "mlruns").as_uri()

@@ -184,10 +184,10 @@ def run_training(
     with tqdm(total=config.train.epochs, desc="train", unit="epoch", disable=not progress) as bar:
 
         def after_epoch(record):
-            bar.set_postfix(loss=f"{record.train_loss:.4f}", dev_acc=f"{record.dev_accuracy:.4f}")
-            bar.update(1)
             if on_epoch is not None:
                 on_epoch(record)
+            bar.set_postfix(loss=f"{record.train_loss:.4f}", dev_acc=f"{record.dev_accuracy:.4f}")
+            bar.update(1)
 
         started = time.perf_counter()
         model, result = train_model(config, train_data, dev_data, after_epoch)

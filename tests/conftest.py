@@ -1,7 +1,10 @@
-"""Shared fixtures: small synthetic MNIST-format IDX files, and a temporary copy of the project.
+"""Shared fixtures: small synthetic MNIST-format IDX files, a temporary copy of the project,
+and real MLflow SQLite stores.
 
 The synthetic images encode their own index in the first two pixels, so tests can tell which
-examples went where after a split or shuffle.
+examples went where after a split or shuffle. Creating an MLflow store (schema migrations) takes
+seconds, so one migrated template is made per session and copied (milliseconds) per test; the
+whole session logs to a store in a temp dir, never to the project's mlflow.db.
 """
 
 from __future__ import annotations
@@ -80,6 +83,37 @@ def synthetic_mnist(tmp_path: Path) -> SyntheticMnist:
     return write_synthetic_mnist(tmp_path / "mnist-source")
 
 
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """A migrated, empty MLflow SQLite store, made once per session."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_store(mlflow_template, tmp_path_factory):
+    """Everything the tests run, in process or not, logs to a throwaway store by default."""
+    path = tmp_path_factory.mktemp("mlflow-session") / "mlflow.db"
+    shutil.copy(mlflow_template, path)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{path}"
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture
+def mlflow_store(mlflow_template, tmp_path, monkeypatch) -> str:
+    """A fresh store of this test's own, made the tracking URI; returns the URI."""
+    path = tmp_path / "mlflow.db"
+    shutil.copy(mlflow_template, path)
+    uri = f"sqlite:///{path}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
 def tool_env() -> dict[str, str]:
     """Environment for subprocesses: this venv's tools first on PATH, no telemetry."""
     env = dict(os.environ)
@@ -90,9 +124,13 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command, capturing output; on an unexpected failure show what it printed."""
-    result = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+def run(
+    args: list[str], cwd: Path, check: bool = True, unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """Run a command, capturing output; on an unexpected failure show what it printed.
+    `unset` names environment variables the command must not see."""
+    env = {key: value for key, value in tool_env().items() if key not in unset}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
@@ -117,3 +155,25 @@ def copy_project(target: Path) -> Path:
     run(["git", "config", "user.name", "Test"], target)
     run(["git", "config", "user.email", "test@example.invalid"], target)
     return target
+
+
+def split_arrays(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Normalised synthetic examples, as the split and normalise stages store them."""
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    images = synthetic_images(labels, seed).reshape(n, -1) / np.float32(255)
+    return {"images": images.astype(np.float32), "labels": labels}
+
+
+def project_with_data(target: Path) -> Path:
+    """A project copy whose split and test data exist already (no DVC run needed)."""
+    from pipeline.io import save_arrays
+
+    project = copy_project(target)
+    save_arrays(project / "data" / "split" / "train.npz", **split_arrays(300, 1))
+    save_arrays(project / "data" / "split" / "dev.npz", **split_arrays(60, 2))
+    save_arrays(project / "data" / "normalised" / "test.npz", **split_arrays(80, 3))
+    return project
+
+
+# Small, quick training for tests: a bar one row off is another class, so no shifts.
+QUICK = ["model.hidden=[16]", "train.epochs=2", "train.max_shift=0"]

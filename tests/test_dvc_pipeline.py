@@ -1,18 +1,36 @@
 """Integration: the real dvc.yaml run by real `dvc` in a temporary git repository, on a local
-directory of synthetic IDX files (the data group and its hashes overridden in conf/)."""
+directory of synthetic IDX files (the data group and its hashes overridden in conf/), logging to
+the project's own MLflow store (mlflow.db at the root, found through $DVC_ROOT)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pipeline.config import flatten
+from pipeline.nn import MLP
 from tests.conftest import copy_project, run, write_synthetic_mnist
+
+ALL_STAGES = ["check_params", "fetch", "normalise", "split", "train", "evaluate"]
+
+
+def dvc(args: list[str], project: Path, check: bool = True):
+    """`dvc …` with the default store: the session's MLFLOW_TRACKING_URI is hidden."""
+    return run(["dvc", *args], project, check=check, unset=("MLFLOW_TRACKING_URI",))
+
+
+def project_client(project: Path):
+    import mlflow
+
+    return mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
 
 
 def ran_stages(output: str) -> list[str]:
@@ -38,7 +56,7 @@ def edited_config(project: Path, old: str, new: str):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def project(tmp_path_factory, mlflow_template) -> Path:
     """A copy of the project whose data group points at synthetic files, reproduced once."""
     root = tmp_path_factory.mktemp("dvc")
     source = write_synthetic_mnist(root / "source")
@@ -61,8 +79,9 @@ def project(tmp_path_factory) -> Path:
     run([sys.executable, "-m", "pipeline.config", "compose"], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "synthetic project"], project)
-    first = run(["dvc", "repro"], project)
-    assert ran_stages(first.stdout) == ["check_params", "fetch", "normalise", "split", "train"]
+    shutil.copy(mlflow_template, project / "mlflow.db")  # git-ignored, like the real one
+    first = dvc(["repro"], project)
+    assert ran_stages(first.stdout) == ALL_STAGES
     return project
 
 
@@ -89,7 +108,7 @@ def test_repro_produces_every_output_in_the_project(project):
 
 
 def test_second_repro_does_nothing(project):
-    again = run(["dvc", "repro"], project)
+    again = dvc(["repro"], project)
     assert ran_stages(again.stdout) == []
     assert "Data and pipelines are up to date" in again.stdout
 
@@ -98,17 +117,17 @@ def test_changing_the_split_seed_reruns_only_split(project):
     before = dev_rows(project)
     with edited_config(project, "seed: ${seed}", "seed: 3"):
         run([sys.executable, "-m", "pipeline.config", "compose"], project)
-        result = run(["dvc", "repro"], project)
-        assert ran_stages(result.stdout) == ["check_params", "split", "train"]
+        result = dvc(["repro"], project)
+        assert ran_stages(result.stdout) == ["check_params", "split", "train", "evaluate"]
         assert not np.array_equal(dev_rows(project), before)
     run([sys.executable, "-m", "pipeline.config", "compose"], project)
-    run(["dvc", "repro"], project)
+    dvc(["repro"], project)
 
 
 def test_stale_params_fail_repro_and_name_the_fix(project):
     before = dev_rows(project)
     with edited_config(project, "dev_size: 60", "dev_size: 50"):
-        result = run(["dvc", "repro"], project, check=False)
+        result = dvc(["repro"], project, check=False)
     assert result.returncode != 0
     assert "params.yaml is stale against conf/ at split.dev_size" in result.stderr
     assert "make params" in result.stderr
@@ -116,8 +135,78 @@ def test_stale_params_fail_repro_and_name_the_fix(project):
 
 
 def test_exp_run_with_an_override_runs_on_the_composed_params(project):
-    result = run(["dvc", "exp", "run", "-S", "split.dev_size=40"], project)
+    result = dvc(["exp", "run", "-S", "split.dev_size=40", "-n", "dev40"], project)
     assert "split: 260 train and 40 dev examples" in result.stdout
     assert dev_rows(project).shape == (40, 784)
+    runs = project_client(project).search_runs(["1"], "tags.`dvc.exp_name` = 'dev40'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["split.dev_size"] == "40"
+    assert "test/accuracy" in runs[0].data.metrics  # evaluate logged into the same run
+
+
+def test_queued_experiments_log_to_the_real_root_store(project):
+    for lr in ("0.002", "0.0005"):
+        dvc(["exp", "run", "--queue", "-S", f"optimizer.lr={lr}", "-n", f"lr{lr}"], project)
+    dvc(["exp", "run", "--run-all"], project)
+    # They ran in copies under .dvc/tmp/exps/ but logged here, through $DVC_ROOT.
+    client = project_client(project)
+    for lr in ("0.002", "0.0005"):
+        runs = client.search_runs(["1"], f"tags.`dvc.exp_name` = 'lr{lr}'")
+        assert len(runs) == 1 and runs[0].data.params["optimizer.lr"] == lr
+        assert runs[0].info.status == "FINISHED"
+        assert runs[0].info.artifact_uri.startswith((project / "mlruns").as_uri())
+    shown = dvc(["exp", "show", "--no-pager", "--csv"], project).stdout
+    assert "lr0.002" in shown and "lr0.0005" in shown
+
+
+def test_the_pipeline_run_is_one_complete_mlflow_run(project, tmp_path):
+    import mlflow
+    import yaml
+
+    run_id = json.loads((project / "reports" / "mlflow_run.json").read_text())["run_id"]
+    client = project_client(project)
+    logged = client.get_run(run_id)
+    assert logged.info.status == "FINISHED"
+    # Every key of the resolved config, flattened, in every run.
+    params = flatten(yaml.safe_load((project / "params.yaml").read_text()))
+    assert set(logged.data.params) == set(params)
+    assert logged.data.params["model.hidden"] == "[32]"
+    tags = logged.data.tags
+    commit = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    assert tags["pipeline.kind"] == "pipeline" and tags["mlflow.source.git.commit"] == commit
+    split_bytes = (project / "data" / "split" / "train.npz").read_bytes()
+    assert tags["data.train.sha256"] == hashlib.sha256(split_bytes).hexdigest()
+    assert tags["seed"] == "0"
+    # Per-epoch curves equal the history the train stage wrote.
+    history = np.genfromtxt(project / "reports" / "train_history.csv", delimiter=",", names=True)
+    curve = client.get_metric_history(run_id, "dev/accuracy")
+    assert [m.step for m in curve] == [1, 2, 3]
+    np.testing.assert_allclose([m.value for m in curve], history["dev_accuracy"], rtol=1e-5)
+    test_metrics = json.loads((project / "reports" / "test_metrics.json").read_text())
+    assert logged.data.metrics["test/accuracy"] == test_metrics["accuracy"]
+    assert logged.data.metrics["test/macro_f1"] == test_metrics["macro_f1"]
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    artifacts |= {a.path for a in client.list_artifacts(run_id, "figures")}
+    assert {"config.yaml", "figures/confusion_matrix.png", "figures/misclassified.png"} <= artifacts
+    # The registered pyfunc model predicts what the numpy model predicts.
+    (version,) = client.search_model_versions(f"run_id = '{run_id}'")
+    newest = max(int(v.version) for v in client.search_model_versions("name = 'mnist-mlp'"))
+    alias = client.get_model_version_by_alias("mnist-mlp", "pipeline")
+    assert int(alias.version) == newest  # the alias follows the newest pipeline model
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    model_uri = f"models:/mnist-mlp/{version.version}"
+    model = mlflow.pyfunc.load_model(model_uri)
+    # The model carries its code, so it loads where `pipeline` is not importable.
+    files = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path)))
+    assert (files / "code" / "pipeline" / "serving.py").is_file()
+    with np.load(project / "data" / "normalised" / "test.npz") as test:
+        images = test["images"]
+    with np.load(project / "models" / "model.npz", allow_pickle=False) as arrays:
+        network = MLP.from_arrays(arrays)
+    predicted = model.predict(images)
+    np.testing.assert_array_equal(predicted["digit"].to_numpy(), network.predict(images))
+    np.testing.assert_allclose(
+        predicted[[f"p{d}" for d in range(10)]].to_numpy(), network.probabilities(images), rtol=1e-6
+    )
     shown = run(["dvc", "exp", "show", "--no-pager", "--csv"], project).stdout
     assert "split.dev_size" in shown and ",40," in shown

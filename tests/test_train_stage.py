@@ -18,13 +18,7 @@ from pipeline.errors import PipelineError
 from pipeline.io import save_arrays
 from pipeline.nn import MLP
 from pipeline.train import TrainOutputs, run_training, train_model
-from tests.conftest import REPO, synthetic_images, tool_env
-
-
-def split_arrays(n, seed):
-    labels = (np.arange(n) % 10).astype(np.uint8)
-    images = synthetic_images(labels, seed).reshape(n, -1) / np.float32(255)
-    return {"images": images.astype(np.float32), "labels": labels}
+from tests.conftest import REPO, split_arrays, tool_env
 
 
 @pytest.fixture

@@ -1,0 +1,100 @@
+"""Hydra multirun sweeps as MLflow parent and child runs, with the basic and joblib launchers
+and the Optuna sweeper, run for real (`python -m pipeline.train -m`) in a project copy."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import QUICK, project_with_data, run
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return project_with_data(tmp_path_factory.mktemp("sweeps") / "project")
+
+
+def sweep(project: Path, sweep_dir: Path, *overrides: str, check: bool = True):
+    args = [sys.executable, "-m", "pipeline.train", "-m", *QUICK, *overrides]
+    return run([*args, f"hydra.sweep.dir={sweep_dir}"], project, check=check)
+
+
+def runs_by_kind(uri: str):
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("mnist-from-scratch")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("pipeline.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("pipeline.kind") == "sweep-job"]
+    return parents, children
+
+
+def assert_parent_summarises(parent, children) -> None:
+    assert parent.info.status == "FINISHED"
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    best = max(children, key=lambda c: c.data.metrics["model/dev_accuracy"])
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert parent.data.metrics["best/dev_accuracy"] == best.data.metrics["model/dev_accuracy"]
+    assert parent.data.metrics["sweep/children"] == len(children)
+
+
+def test_a_two_job_sweep_is_one_parent_with_two_children(project, tmp_path, mlflow_store):
+    sweep(project, tmp_path / "sweep", "optimizer=nesterov,adam")
+    (parent,), children = runs_by_kind(mlflow_store)
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    assert {c.data.params["optimizer.name"] for c in children} == {"sgd", "adam"}
+    assert parent.data.params["sweep.overrides"].endswith(
+        "train.max_shift=0 optimizer=nesterov,adam"
+    )
+    assert_parent_summarises(parent, children)
+    for child in children:  # each job trained, then scored its model on dev and test
+        assert {"dev/accuracy", "test/accuracy", "test/macro_f1"} <= set(child.data.metrics)
+    # Job outputs stay in the sweep folder, never in the DVC-tracked paths.
+    assert (tmp_path / "sweep" / "0" / "models" / "model.npz").is_file()
+    assert (tmp_path / "sweep" / "1" / "reports" / "figures" / "misclassified.png").is_file()
+    assert not (project / "models").exists() and not (project / "reports").exists()
+
+
+def test_joblib_launcher_on_a_fresh_store_loses_no_run(project, tmp_path, monkeypatch):
+    # No store exists yet: it is created once, before the two worker processes start.
+    uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    sweep(
+        project, tmp_path / "sweep", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        "optimizer=nesterov,adam", "seed=1,2",
+    )  # fmt: skip
+    (parent,), children = runs_by_kind(uri)
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    assert_parent_summarises(parent, children)
+    workers = {c.data.tags["pid"] for c in children}
+    assert 1 <= len(workers) <= 2  # run in joblib's worker processes
+
+
+def test_a_failing_job_marks_its_run_and_the_parent_failed(project, tmp_path, mlflow_store):
+    result = sweep(
+        project, tmp_path / "sweep", "optimizer=gd", "train.batch_size=null",
+        "optimizer.lr=0.1,1e20", check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "train: error: training diverged at epoch" in result.stderr
+    (parent,), children = runs_by_kind(mlflow_store)
+    status = {c.data.params["optimizer.lr"]: c.info.status for c in children}
+    assert status == {"0.1": "FINISHED", "1e+20": "FAILED"}
+    failed = next(c for c in children if c.info.status == "FAILED")
+    assert "diverged" in failed.data.tags["error"]
+    assert parent.info.status == "FAILED" and "a job failed" in parent.data.tags["error"]
+
+
+def test_optuna_sweeper_runs_trials_as_child_runs(project, tmp_path, mlflow_store):
+    sweep(
+        project, tmp_path / "sweep", "sweep=optuna", "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",  # both trials at once, on the preset's joblib launcher
+    )  # fmt: skip
+    (parent,), children = runs_by_kind(mlflow_store)
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    learning_rates = {float(c.data.params["optimizer.lr"]) for c in children}
+    assert len(learning_rates) == 2 and all(1e-4 <= lr <= 3e-3 for lr in learning_rates)
+    assert_parent_summarises(parent, children)
