@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv dev repro params check-params test lint format lock clean-venv dag
+.PHONY: help venv dev repro params check-params test lint format lock clean-venv dag ui sweep stale-runs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,18 @@ dev: $(DEV_STAMP)  ## build .venv with the test and lint tools from requirements
 
 repro: $(RUNTIME_STAMP)  ## build the environment, then run the whole pipeline (dvc repro)
 	$(BIN)/dvc repro
+
+# The MLflow UI on the project's store (mlflow.db at the root, artifacts in mlruns/).
+UI_PORT ?= 5000
+ui: $(RUNTIME_STAMP)  ## open the MLflow UI on mlflow.db (127.0.0.1, UI_PORT=5000)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port $(UI_PORT) --workers 1
+
+SWEEP ?= grid
+sweep: $(RUNTIME_STAMP)  ## run a named sweep from conf/sweep/ (SWEEP=grid|optuna) as MLflow child runs
+	$(BIN)/python -m pipeline.train -m sweep=$(SWEEP)
+
+stale-runs: $(RUNTIME_STAMP)  ## mark runs left RUNNING by killed processes as KILLED
+	$(BIN)/python -m pipeline.tracking stale --mark
 
 params: $(RUNTIME_STAMP)  ## recompose params.yaml from conf/ (run after editing conf/)
 	$(BIN)/python -m pipeline.config compose

@@ -13,8 +13,6 @@ The model's files are the weights (`model.npz`, no pickle) and this package's co
 
 from __future__ import annotations
 
-import warnings
-
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -43,10 +41,6 @@ def predictions_frame(network: MLP, images: np.ndarray) -> pd.DataFrame:
     )
     frame.insert(0, "digit", probabilities.argmax(axis=1))
     return frame
-
-
-# The model is logged with an explicit signature, so MLflow's hint about type hints is noise.
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
 
 class DigitClassifier(mlflow.pyfunc.PythonModel):

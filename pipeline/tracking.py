@@ -21,6 +21,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -237,15 +238,17 @@ def log_pyfunc_model(run: Run, weights: Path, example, register: str | None, ali
     from mlflow.models import infer_signature
 
     from pipeline.nn.model import MLP
-    from pipeline.serving import DigitClassifier, predictions_frame
+    from pipeline.serving import predictions_frame
 
     with np.load(weights, allow_pickle=False) as arrays:
         network = MLP.from_arrays(arrays, source=str(weights))
-    signature = infer_signature(example, predictions_frame(network, example))
-    with mlflow.start_run(run_id=run.run_id):
+    with mlflow.start_run(run_id=run.run_id), warnings.catch_warnings():
+        # Hints aimed at models without a signature or with missing values: neither applies.
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(example, predictions_frame(network, example))
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=DigitClassifier(),
+            python_model=str(ROOT / "pipeline" / "model_code.py"),  # models from code, no pickle
             artifacts={"weights": str(weights)},
             code_paths=[str(ROOT / "pipeline")],
             signature=signature,
