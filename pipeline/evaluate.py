@@ -113,7 +113,7 @@ def test_metric_values(metrics: dict) -> dict[str, float]:
 
 def log_evaluation(run, config, metrics, outputs, weights: Path, example, register) -> None:
     """Test metrics, figures and reports into `run`; the model too if tracking.log_model."""
-    from pipeline.tracking import log_pyfunc_model
+    from pipeline.serving import log_pyfunc_model
 
     run.log_metrics(test_metric_values(metrics))
     run.log_artifact(outputs.metrics, "reports")
@@ -147,6 +147,17 @@ def open_pipeline_run(config, train_outputs: TrainOutputs, test_path: Path):
             run.log_epoch(EpochRecord(int(epoch), *values, seconds=0.0))
     run.set_tags({"data.test.sha256": file_sha256(test_path)})
     return run
+
+
+def evaluate_sweep_job(run, config, outputs: TrainOutputs) -> None:
+    """A sweep job scores its own model on the test set, in its own folder, and logs it."""
+    test = load_arrays(NORMALISED_DIR / "test.npz", ("images", "labels"), made_by="normalise")
+    evaluation = EvaluateOutputs.under(outputs.model.parent.parent)
+    network = load_model(outputs.model)
+    metrics = evaluate_model(network, test, read_history(outputs.history), evaluation)
+    if run is not None:
+        log_evaluation(run, config, metrics, evaluation, outputs.model, test["images"][:2], None)
+    print(f"train: test accuracy {metrics['accuracy']:.4f} (reported, not used to select)")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -21,7 +21,6 @@ import os
 import socket
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,7 +112,9 @@ def run_tags(kind: str, seed: int, data_files: dict[str, Path]) -> dict[str, str
         KIND_TAG: kind,
         "seed": str(seed),
         "host": socket.gethostname(),
-        "pid": str(os.getpid()),
+        "pid": str(os.getpid()),  # with host: lets `stale` tell a dead run from a live one
+        # The BLAS thread cap: joblib's launcher gives each of n parallel jobs cores/n.
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS") or f"all ({os.cpu_count()})",
     }
     tags.update(git_tags())
     for name, path in data_files.items():
@@ -229,39 +230,6 @@ def settled(run: Run | None, on_failure=None) -> Iterator[Run | None]:
                 on_failure(status, message)
         raise
     run.end("FINISHED")
-
-
-def log_pyfunc_model(run: Run, weights: Path, example, register: str | None, alias: str) -> None:
-    """Log the network as a pyfunc model in `run`; register it and move `alias` if asked."""
-    import mlflow
-    import numpy as np
-    from mlflow.models import infer_signature
-
-    from pipeline.nn.model import MLP
-    from pipeline.serving import predictions_frame
-
-    with np.load(weights, allow_pickle=False) as arrays:
-        network = MLP.from_arrays(arrays, source=str(weights))
-    with mlflow.start_run(run_id=run.run_id), warnings.catch_warnings():
-        # Hints aimed at models without a signature or with missing values: neither applies.
-        warnings.simplefilter("ignore", UserWarning)
-        signature = infer_signature(example, predictions_frame(network, example))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(ROOT / "pipeline" / "model_code.py"),  # models from code, no pickle
-            artifacts={"weights": str(weights)},
-            code_paths=[str(ROOT / "pipeline")],
-            signature=signature,
-            input_example=example,
-            registered_model_name=register,
-            # Listed, not inferred: inference loads the model in a subprocess and takes seconds.
-            pip_requirements=[f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"],
-        )
-        if register:
-            version = info.registered_model_version
-            run.client.set_registered_model_alias(register, alias, version)
-            run.set_tags({"registered_model": f"{register} v{version} @{alias}"})
-    run.client.update_run(run.run_id, status="RUNNING")  # start_run's exit set FINISHED
 
 
 def stale_runs(mark: bool = False) -> list[str]:

@@ -249,26 +249,6 @@ def log_training(run, metrics: dict, outputs: TrainOutputs) -> None:
     run.log_artifact(outputs.history, "reports")
 
 
-def evaluate_job(run, config: Config, outputs: TrainOutputs) -> None:
-    """A sweep job scores its own model on the test set, in its own folder, and logs it."""
-    from pipeline.evaluate import (
-        EvaluateOutputs,
-        evaluate_model,
-        load_model,
-        log_evaluation,
-        read_history,
-    )
-    from pipeline.normalise import NORMALISED_DIR
-
-    test = load_arrays(NORMALISED_DIR / "test.npz", ("images", "labels"), made_by="normalise")
-    evaluation = EvaluateOutputs.under(outputs.model.parent.parent)
-    network = load_model(outputs.model)
-    metrics = evaluate_model(network, test, read_history(outputs.history), evaluation)
-    if run is not None:
-        log_evaluation(run, config, metrics, evaluation, outputs.model, test["images"][:2], None)
-    print(f"train: test accuracy {metrics['accuracy']:.4f} (reported, not used to select)")
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Train; in a sweep also evaluate. Returns the saved model's dev accuracy (the objective
@@ -292,7 +272,9 @@ def main(cfg: DictConfig) -> float:
             if run is not None:
                 log_training(run, metrics, outputs)
             if multirun:
-                evaluate_job(run, config, outputs)
+                from pipeline.evaluate import evaluate_sweep_job
+
+                evaluate_sweep_job(run, config, outputs)
             else:
                 write_json(outputs.run, {"run_id": run.run_id if run is not None else None})
         best = metrics["best"]

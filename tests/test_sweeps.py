@@ -3,6 +3,7 @@ and the Optuna sweeper, run for real (`python -m pipeline.train -m`) in a projec
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -71,6 +72,8 @@ def test_joblib_launcher_on_a_fresh_store_loses_no_run(project, tmp_path, monkey
     assert_parent_summarises(parent, children)
     workers = {c.data.tags["pid"] for c in children}
     assert 1 <= len(workers) <= 2  # run in joblib's worker processes
+    cores = os.cpu_count() or 1
+    assert {c.data.tags["blas_threads"] for c in children} == {str(max(cores // 2, 1))}
 
 
 def test_a_failing_job_marks_its_run_and_the_parent_failed(project, tmp_path, mlflow_store):
