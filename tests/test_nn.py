@@ -214,3 +214,17 @@ def test_random_shift_fills_the_edge_with_background():
     assert moved.any() and np.all(np.isin(shifted, [0.0, 1.0]))
     with pytest.raises(ValueError, match="square images"):
         random_shift(np.ones((2, 10)), 1, np.random.default_rng(0))
+
+
+def test_reused_scratch_buffers_change_no_result():
+    rng = np.random.default_rng(3)
+    model = MLP.create((12, 8, 6, 4), rng=rng)
+    batches = [(rng.random((m, 12), dtype=np.float32), rng.integers(0, 4, m)) for m in (5, 3, 5)]
+    scratch = {}
+    for x, y in batches:  # the second 5-row batch reuses the first one's buffers
+        fresh = model.loss_and_grads(x, y, 0.3, np.random.default_rng(1))
+        reused = model.loss_and_grads(x, y, 0.3, np.random.default_rng(1), scratch=scratch)
+        assert fresh[:2] == reused[:2]
+        for a, b in zip(fresh[2], reused[2], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert len({key[3] for key in scratch}) == 2  # buffers per batch size, not per step

@@ -144,14 +144,29 @@ class MLP:
         rng: np.random.Generator | None = None,
         grads: list[np.ndarray] | None = None,
         scale: float = 1.0,
+        scratch: dict | None = None,
     ) -> tuple[float, int, list[np.ndarray]]:
         """One forward and backward pass over the rows of `x`.
 
         Returns the mean loss, the number of correct predictions, and the gradients in the
         order of `params()`, written into `grads` if given (reused between steps), multiplied
         by `scale` (an optimizer may ask for lr·∇). Inverted dropout with drop probability
-        `dropout` is applied to every hidden layer's output.
+        `dropout` is applied to every hidden layer's output. A `scratch` dict kept by the
+        caller holds the activation buffers between steps: fresh 400 KB arrays every step
+        cost page faults, 4% of an epoch at width 800.
         """
+
+        def buffer(name, layer, rows, fill=None):
+            key = (name, layer, rows, m)
+            if scratch is None or key not in scratch:
+                array = np.empty((rows, m), dtype=self.dtype)
+                if fill is not None:
+                    array.fill(fill)
+                if scratch is None:
+                    return array
+                scratch[key] = array
+            return scratch[key]
+
         forward, backward = ACTIVATIONS[self.activation]
         m = x.shape[0]
         dz_scale = self.dtype.type(scale / m)
@@ -160,7 +175,7 @@ class MLP:
         inputs, activations, masks = [x.T], [], []
         last = len(self.weights) - 1
         for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            z = w @ inputs[-1]  # Z = W·A + b
+            z = np.matmul(w, inputs[-1], out=buffer("z", layer, len(w)))  # Z = W·A + b
             z += b
             if layer == last:
                 logits = z
@@ -168,9 +183,9 @@ class MLP:
             a = forward(z)
             activations.append(a)
             if dropout:
-                mask = rng.random(a.shape, dtype=self.dtype) >= dropout
-                mask = np.multiply(mask, keep_scale, dtype=self.dtype)
-                a = a * mask
+                mask = rng.random(dtype=self.dtype, out=buffer("mask", layer, len(a)))
+                np.multiply(mask >= dropout, keep_scale, out=mask)
+                a = np.multiply(a, mask, out=buffer("dropped", layer, len(a)))
                 masks.append(mask)
             inputs.append(a)
         correct = int(np.count_nonzero(logits.argmax(axis=0) == labels))
@@ -178,13 +193,14 @@ class MLP:
         dz *= dz_scale  # the 1/m (and `scale`) of every gradient below
         if grads is None:
             grads = [np.empty_like(p) for p in self.params()]
-        ones = np.ones((m, 1), dtype=self.dtype)  # Σ over examples as a matmul: ~5× a sum()
+        ones = buffer("ones", None, 1, fill=1).T  # Σ over examples as a matmul: ~5× a sum()
         for layer in range(last, -1, -1):
             grad_w, grad_b = grads[2 * layer], grads[2 * layer + 1]
             np.matmul(dz, inputs[layer].T, out=grad_w)  # dW = (1/m)·dZ·Aᵀ
             np.matmul(dz, ones, out=grad_b)  # db = (1/m)·Σ dZ
             if layer:
-                da = self.weights[layer].T @ dz
+                weights = self.weights[layer]
+                da = np.matmul(weights.T, dz, out=buffer("da", layer, weights.shape[1]))
                 if dropout:
                     da *= masks[layer - 1]
                 dz = backward(activations[layer - 1], da)

@@ -94,7 +94,7 @@ def fit(
     batch = n if batch_size is None else min(batch_size, n)
     result = FitResult()
     best_params: list[np.ndarray] | None = None
-    grads = None
+    grads, scratch = None, {}
     for epoch in range(1, epochs + 1):
         lr = schedule(epoch - 1)
         started = time.perf_counter()
@@ -116,6 +116,7 @@ def fit(
                     rng=rng,
                     grads=grads,
                     scale=optimizer.gradient_scale(lr),
+                    scratch=scratch,
                 )
             check_finite(loss, "loss", epoch, lr)
             optimizer.step(grads, lr)
