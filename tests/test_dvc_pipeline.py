@@ -210,3 +210,14 @@ def test_the_pipeline_run_is_one_complete_mlflow_run(project, tmp_path):
     )
     shown = run(["dvc", "exp", "show", "--no-pager", "--csv"], project).stdout
     assert "split.dev_size" in shown and ",40," in shown
+
+
+def test_plots_show_curves_confusion_and_figures(project):
+    plots = json.loads(dvc(["plots", "show", "--json"], project).stdout)["data"]
+    assert {"loss", "accuracy", "confusion"} <= set(plots)
+    assert all(plots[name][0]["type"] == "vega" for name in ("loss", "accuracy", "confusion"))
+    images = {name for name in plots if name.startswith("reports/figures/")}
+    assert images == {
+        f"reports/figures/{name}.png"
+        for name in ("confusion_matrix", "training_curves", "misclassified")
+    }
