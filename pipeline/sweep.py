@@ -16,7 +16,10 @@ hook when a job fails, so a failing job marks the parent FAILED itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.schema import TrackingConfig
 
 PARENT_ENV = "PIPELINE_SWEEP_PARENT_RUN_ID"
+STORE_ENV = "PIPELINE_SWEEP_STORE_URI"  # for a job that fails before it opened the store
 SELECTION_METRIC = "model/dev_accuracy"  # dev accuracy of the weights each job saved
 
 
@@ -38,18 +42,29 @@ def tracking_of(config: DictConfig) -> TrackingConfig:
     return OmegaConf.to_object(merged)
 
 
-def fail_parent(status: str, message: str) -> None:
-    """Called by a failing job: the sweep's parent run ends FAILED (or KILLED) too."""
-    from pipeline.tracking import Run
+@contextlib.contextmanager
+def failures_reach_parent(active: bool) -> Iterator[None]:
+    """In a sweep job, any error (a bad value in the grid included) ends the parent FAILED,
+    and Ctrl-C or SIGTERM ends it KILLED: Hydra will not call on_multirun_end."""
+    parent = parent_run_id() if active else None
+    if parent is None:
+        yield
+        return
+    try:
+        yield
+    except (Exception, KeyboardInterrupt) as error:
+        import mlflow
 
-    parent = parent_run_id()
-    if parent:
-        run = Run(parent)
-        run.set_tags({"error": f"a job failed: {message}"})
-        run.end(status)
+        killed = isinstance(error, KeyboardInterrupt)
+        with contextlib.suppress(Exception):  # the job's own error matters more
+            client = mlflow.MlflowClient(os.environ.get(STORE_ENV))
+            client.set_tag(parent, "error", f"a job failed: {type(error).__name__}: {error}")
+            client.set_terminated(parent, "KILLED" if killed else "FAILED")
+        raise
 
 
-def best_child(parent_id: str) -> Any | None:
+def best_child(parent_id: str) -> tuple[Any | None, int]:
+    """The finished child with the highest selection metric, and how many children finished."""
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -76,6 +91,8 @@ class SweepRuns(Callback):
     """Opens the parent run before the jobs and summarises it after them."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import mlflow
+
         from pipeline.tracking import KIND_TAG, Run, open_store
 
         tracking = tracking_of(config)
@@ -89,6 +106,8 @@ class SweepRuns(Callback):
             "sweep.dir": str(sweep_dir),
             "sweep.sweeper": str(config.hydra.sweeper._target_),
             "sweep.launcher": str(config.hydra.launcher._target_),
+            "host": socket.gethostname(),  # with pid: `make stale-runs` can tell it was killed
+            "pid": str(os.getpid()),
         }
         run = Run.start(
             experiment_id,
@@ -97,6 +116,7 @@ class SweepRuns(Callback):
             params={"sweep.overrides": overrides or "(none)", "sweep.params": sweep_params(config)},
         )
         os.environ[PARENT_ENV] = run.run_id
+        os.environ[STORE_ENV] = mlflow.get_tracking_uri()
         print(f"sweep: MLflow parent run {run.run_id} in {tracking.experiment}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -116,6 +136,7 @@ class SweepRuns(Callback):
         run.log_metrics(summary)
         run.end("FINISHED")
         os.environ.pop(PARENT_ENV, None)
+        os.environ.pop(STORE_ENV, None)
         if best is not None:
             print(
                 f"sweep: best dev accuracy {summary['best/dev_accuracy']:.4f} in run "

@@ -10,7 +10,8 @@ marks those whose process is gone:
 
     python -m pipeline.tracking stale [--mark]        (make stale-runs)
 
-mlflow is imported only here and only when tracking is on: importing it costs over a second.
+mlflow is imported only when tracking is on (here, and in serving.py for the model): importing
+it costs over a second.
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ def file_sha256(path: Path) -> str:
 
 def git_tags() -> dict[str, str]:
     def git(*args):
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        try:
+            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        except OSError:  # no git on this machine: the run simply has no commit tag
+            return None
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
@@ -209,9 +213,8 @@ class Run:
 
 
 @contextlib.contextmanager
-def settled(run: Run | None, on_failure=None) -> Iterator[Run | None]:
-    """End `run` FINISHED, FAILED (error in the `error` tag) or KILLED as the block ends;
-    `on_failure(status, message)` is called too, e.g. to mark a sweep's parent run."""
+def settled(run: Run | None) -> Iterator[Run | None]:
+    """End `run` FINISHED, FAILED (error in the `error` tag) or KILLED as the block ends."""
     if run is None:
         yield None
         return
@@ -226,8 +229,6 @@ def settled(run: Run | None, on_failure=None) -> Iterator[Run | None]:
         with contextlib.suppress(Exception):  # the original error matters more
             run.set_tags({"error": message})
             run.end(status)
-            if on_failure is not None:
-                on_failure(status, message)
         raise
     run.end("FINISHED")
 

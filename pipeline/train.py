@@ -253,11 +253,11 @@ def log_training(run, metrics: dict, outputs: TrainOutputs) -> None:
 def main(cfg: DictConfig) -> float:
     """Train; in a sweep also evaluate. Returns the saved model's dev accuracy (the objective
     Optuna maximises)."""
-    from pipeline.sweep import fail_parent
+    from pipeline.sweep import failures_reach_parent
     from pipeline.tracking import settled
 
     multirun = in_multirun()
-    with stage_errors("train", exit_on_error=not multirun):
+    with stage_errors("train", exit_on_error=not multirun), failures_reach_parent(multirun):
         config = stage_config(cfg)
         check_hyperparameters(config)
         outputs = TrainOutputs.under(output_root())
@@ -266,7 +266,7 @@ def main(cfg: DictConfig) -> float:
             if not path.is_file():
                 raise PipelineError(f"{path} is missing: run `dvc repro split` first")
         run = start_run(config, cfg, split_files) if config.tracking.enabled else None
-        with settled(run, on_failure=fail_parent if multirun else None):
+        with settled(run):
             on_epoch = run.log_epoch if run is not None else None
             metrics = run_training(config, SPLIT_DIR, outputs, on_epoch=on_epoch)
             if run is not None:

@@ -101,3 +101,13 @@ def test_optuna_sweeper_runs_trials_as_child_runs(project, tmp_path, mlflow_stor
     learning_rates = {float(c.data.params["optimizer.lr"]) for c in children}
     assert len(learning_rates) == 2 and all(1e-4 <= lr <= 3e-3 for lr in learning_rates)
     assert_parent_summarises(parent, children)
+
+
+def test_a_job_rejected_before_training_still_fails_the_parent(project, tmp_path, mlflow_store):
+    result = sweep(project, tmp_path / "sweep", "optimizer.lr=0.001,0", check=False)
+    assert result.returncode != 0
+    assert "train: error: optimizer.lr=0.0 must be > 0" in result.stderr
+    (parent,), children = runs_by_kind(mlflow_store)
+    assert [c.data.params["optimizer.lr"] for c in children] == ["0.001"]  # no run for lr=0
+    assert parent.info.status == "FAILED"
+    assert "optimizer.lr=0.0 must be > 0" in parent.data.tags["error"]
