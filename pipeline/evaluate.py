@@ -33,7 +33,7 @@ from pipeline.nn import MLP, ModelFormatError
 from pipeline.nn.train import evaluate
 from pipeline.normalise import NORMALISED_DIR
 from pipeline.scoring import classification_report, confusion_matrix
-from pipeline.train import NUM_CLASSES, TrainOutputs
+from pipeline.train import NUM_CLASSES, TrainOutputs, log_training
 
 
 @dataclass
@@ -138,6 +138,7 @@ def open_pipeline_run(config, train_outputs: TrainOutputs, test_path: Path):
     else:
         print("evaluate: the training's MLflow run is not in the store; logging a new one")
         data = {"train": SPLIT_DIR / "train.npz", "dev": SPLIT_DIR / "dev.npz"}
+        data = {name: path for name, path in data.items() if path.is_file()}
         tags = run_tags("pipeline", config.seed, data)
         run = Run.start(experiment_id, tags=tags, params=flatten(asdict(config)))
         history = read_history(train_outputs.history)
@@ -145,6 +146,8 @@ def open_pipeline_run(config, train_outputs: TrainOutputs, test_path: Path):
         for row, epoch in enumerate(history["epoch"]):
             values = [float(history[column][row]) for column in columns]
             run.log_epoch(EpochRecord(int(epoch), *values, seconds=0.0))
+        if train_outputs.metrics.is_file():
+            log_training(run, json.loads(train_outputs.metrics.read_text()), train_outputs)
     run.set_tags({"data.test.sha256": file_sha256(test_path)})
     return run
 
