@@ -30,7 +30,7 @@ from pipeline.config import ROOT, stage_config
 from pipeline.errors import PipelineError, stage_errors
 from pipeline.io import load_arrays, write_json, write_text
 from pipeline.nn import MLP, ModelFormatError
-from pipeline.nn.train import evaluate
+from pipeline.nn.train import predict_and_score
 from pipeline.normalise import NORMALISED_DIR
 from pipeline.scoring import classification_report, confusion_matrix
 from pipeline.train import NUM_CLASSES, TrainOutputs, log_training
@@ -85,8 +85,7 @@ def evaluate_model(
 ) -> dict:
     """Score `network` on `test`, write metrics, confusion rows and figures; return metrics."""
     images, labels = test["images"].astype(network.dtype, copy=False), test["labels"]
-    predicted = network.predict(images)
-    loss, _ = evaluate(network, images, labels)
+    predicted, loss = predict_and_score(network, images, labels)
     report = classification_report(labels, predicted, NUM_CLASSES)
     metrics = {"accuracy": report["accuracy"], "loss": loss, **report, "examples": len(labels)}
     write_json(outputs.metrics, metrics)

@@ -55,11 +55,13 @@ def failures_reach_parent(active: bool) -> Iterator[None]:
     except (Exception, KeyboardInterrupt) as error:
         import mlflow
 
-        killed = isinstance(error, KeyboardInterrupt)
+        from pipeline.tracking import failure_status
+
+        status, message = failure_status(error)
         with contextlib.suppress(Exception):  # the job's own error matters more
             client = mlflow.MlflowClient(os.environ.get(STORE_ENV))
-            client.set_tag(parent, "error", f"a job failed: {type(error).__name__}: {error}")
-            client.set_terminated(parent, "KILLED" if killed else "FAILED")
+            client.set_tag(parent, "error", f"a job failed: {message}")
+            client.set_terminated(parent, status)
         raise
 
 

@@ -212,6 +212,13 @@ class Run:
         self.client.set_terminated(self.run_id, status)
 
 
+def failure_status(error: BaseException) -> tuple[str, str]:
+    """The final status a run gets for `error`, and the message for its `error` tag."""
+    if isinstance(error, KeyboardInterrupt):
+        return "KILLED", f"interrupted ({error or 'Ctrl-C'})"
+    return "FAILED", f"{type(error).__name__}: {error}"
+
+
 @contextlib.contextmanager
 def settled(run: Run | None) -> Iterator[Run | None]:
     """End `run` FINISHED, FAILED (error in the `error` tag) or KILLED as the block ends."""
@@ -221,11 +228,7 @@ def settled(run: Run | None) -> Iterator[Run | None]:
     try:
         yield run
     except (Exception, KeyboardInterrupt) as error:
-        killed = isinstance(error, KeyboardInterrupt)
-        status = "KILLED" if killed else "FAILED"
-        message = (
-            f"interrupted ({error or 'Ctrl-C'})" if killed else f"{type(error).__name__}: {error}"
-        )
+        status, message = failure_status(error)
         with contextlib.suppress(Exception):  # the original error matters more
             run.set_tags({"error": message})
             run.end(status)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +138,24 @@ def run(
             f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+def sigterm_after(args: list[str], cwd: Path, marker: str, timeout: float = 60) -> tuple[int, str]:
+    """Start `args`, send SIGTERM once `marker` shows on its stderr; return the exit status and
+    everything it wrote to stderr."""
+    process = subprocess.Popen(args, cwd=cwd, env=tool_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        seen, deadline = "", time.monotonic() + timeout
+        while marker not in seen and time.monotonic() < deadline:
+            char = process.stderr.read(1)
+            if not char:  # it ended before printing the marker
+                break
+            seen += char
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=timeout)
+    finally:
+        process.kill()
+    return process.returncode, seen + rest
 
 
 PROJECT_FILES = ["pipeline", "conf", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]

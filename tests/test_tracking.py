@@ -4,11 +4,9 @@ by dead processes are found and marked."""
 
 from __future__ import annotations
 
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -16,7 +14,7 @@ import pytest
 
 from pipeline.schema import TrackingConfig
 from pipeline.tracking import Run, TrackingError, open_store, settled
-from tests.conftest import QUICK, project_with_data, run, tool_env
+from tests.conftest import QUICK, project_with_data, run, sigterm_after
 
 
 def tracking(uri=None) -> TrackingConfig:
@@ -68,16 +66,8 @@ def test_tracking_off_imports_and_logs_nothing(project, mlflow_store):
 
 def test_sigterm_mid_training_ends_the_run_killed(project, mlflow_store):
     args = [sys.executable, "-m", "pipeline.train", "model.hidden=[256]", "train.epochs=100000"]
-    process = subprocess.Popen(args, cwd=project, env=tool_env(), stderr=subprocess.PIPE, text=True)
-    try:
-        seen, deadline = "", time.monotonic() + 60
-        while "dev_acc" not in seen and time.monotonic() < deadline:  # an epoch was logged
-            seen += process.stderr.read(1)
-        process.send_signal(signal.SIGTERM)
-        _, rest = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 130, seen + rest
+    status, stderr = sigterm_after(args, project, "dev_acc")  # once an epoch was logged
+    assert status == 130, stderr
     (killed,) = mlflow.MlflowClient(mlflow_store).search_runs(["1"])
     assert killed.info.status == "KILLED"
     assert "SIGTERM" in killed.data.tags["error"]

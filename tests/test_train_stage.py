@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +15,7 @@ from pipeline.errors import PipelineError
 from pipeline.io import save_arrays
 from pipeline.nn import MLP
 from pipeline.train import TrainOutputs, run_training, train_model
-from tests.conftest import REPO, split_arrays, tool_env
+from tests.conftest import REPO, sigterm_after, split_arrays
 
 
 @pytest.fixture
@@ -132,19 +129,9 @@ def test_sigterm_mid_training_leaves_no_model(split_dir, tmp_path):
         f"    run_training(config, Path({str(split_dir)!r}), "
         f"TrainOutputs.under(Path({str(tmp_path / 'out')!r})))\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=REPO, env=tool_env(), stderr=subprocess.PIPE, text=True
-    )
-    try:
-        seen = ""
-        deadline = time.monotonic() + 60
-        while "epoch" not in seen and time.monotonic() < deadline:  # the progress bar is up
-            seen += process.stderr.read(1)
-        process.send_signal(signal.SIGTERM)
-        _, rest = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 130, seen + rest
-    assert "train: stopped (received SIGTERM)" in rest
+    # Terminated once the progress bar is up.
+    status, stderr = sigterm_after([sys.executable, "-c", script], REPO, "epoch")
+    assert status == 130, stderr
+    assert "train: stopped (received SIGTERM)" in stderr
     assert not outputs.model.exists()
     assert not outputs.model.parent.exists() or list(outputs.model.parent.iterdir()) == []

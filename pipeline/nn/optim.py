@@ -42,10 +42,15 @@ def flush_subnormals(array: np.ndarray) -> None:
     np.copyto(array, 0, where=np.abs(array) < np.finfo(array.dtype).tiny)
 
 
+def block_rows(param: np.ndarray) -> int:
+    """Rows per block of `param` so one block holds about BLOCK_ELEMENTS values."""
+    return max(1, BLOCK_ELEMENTS // max(1, param[0].size))
+
+
 class Optimizer:
     """Updates `params` (the model's [W¹, b¹, W², b², …]) in place from their gradients."""
 
-    state_buffers = 0  # arrays of per-parameter state (velocity, moments, scratch)
+    state_buffers = 0  # arrays of per-parameter state (velocity, moments)
 
     def __init__(self, params: list[np.ndarray], weight_decay: float = 0.0):
         self.params = params
@@ -65,7 +70,7 @@ class Optimizer:
         for index, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
             decay = self.weight_decay if index % 2 == 0 else 0.0  # even indices: weights
             state = self.state[index]
-            rows = max(1, BLOCK_ELEMENTS // max(1, param[0].size))
+            rows = block_rows(param)
             for start in range(0, len(param), rows):
                 block = slice(start, start + rows)
                 state_block = [s[block] for s in state]
@@ -114,11 +119,14 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    state_buffers = 3  # first moment m, second moment v, scratch
+    state_buffers = 2  # first moment m, second moment v
 
     def __init__(self, params, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled=False):
         super().__init__(params, weight_decay)
         self.beta1, self.beta2, self.eps, self.decoupled = beta1, beta2, eps, decoupled
+        # One block's worth of scratch, shared by every block: it stays in cache.
+        largest = max((block_rows(p) * p[0].size for p in params), default=0)
+        self.scratch = np.empty(largest, dtype=params[0].dtype if params else np.float32)
 
     def prepare(self, lr):
         # Bias correction folded into the step size and epsilon (Kingma & Ba, section 2).
@@ -131,7 +139,8 @@ class Adam(Optimizer):
             param *= 1 - lr * decay
         elif decay:
             grad += decay * param
-        first, second, tmp = state
+        first, second = state
+        tmp = self.scratch[: grad.size].reshape(grad.shape)
         np.multiply(grad, grad, out=tmp)  # v ← β₂·v + (1-β₂)·g²
         tmp *= 1 - self.beta2
         second *= self.beta2

@@ -56,12 +56,18 @@ class FitResult:
         return self.best if self.restored_best else self.history[-1]
 
 
+def predict_and_score(model: MLP, x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
+    """The predicted digit of each row of `x` and the mean cross-entropy, in one forward pass."""
+    logits = model.logits(x).T.astype(np.float64)  # classes × N, as the loss expects
+    predicted = logits.argmax(axis=0)
+    loss, _ = softmax_cross_entropy(logits, labels)
+    return predicted, loss
+
+
 def evaluate(model: MLP, x: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `model` on rows `x`."""
-    logits = model.logits(x).T.astype(np.float64)  # classes × N, as the loss expects
-    accuracy = float(np.mean(logits.argmax(axis=0) == labels))
-    loss, _ = softmax_cross_entropy(logits, labels)
-    return loss, accuracy
+    predicted, loss = predict_and_score(model, x, labels)
+    return loss, float(np.mean(predicted == labels))
 
 
 def check_finite(loss: float, what: str, epoch: int, lr: float) -> None:
@@ -94,9 +100,10 @@ def fit(
     batch = n if batch_size is None else min(batch_size, n)
     result = FitResult()
     best_params: list[np.ndarray] | None = None
-    grads, scratch = None, {}
+    scratch = {}  # gradient and activation buffers, reused by every step
     for epoch in range(1, epochs + 1):
         lr = schedule(epoch - 1)
+        scale = optimizer.gradient_scale(lr)
         started = time.perf_counter()
         order = rng.permutation(n) if batch < n else None
         loss_sum, correct = 0.0, 0
@@ -114,8 +121,7 @@ def fit(
                     y_batch,
                     dropout=dropout,
                     rng=rng,
-                    grads=grads,
-                    scale=optimizer.gradient_scale(lr),
+                    scale=scale,
                     scratch=scratch,
                 )
             check_finite(loss, "loss", epoch, lr)
