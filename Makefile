@@ -12,7 +12,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv dev repro params check-params test lint format lock clean-venv dag ui sweep stale-runs
+.PHONY: help venv dev repro params check-params test test-fast lint format lock clean-venv dag ui sweep \
+	stale-runs promote
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,23 +47,30 @@ sweep: $(RUNTIME_STAMP)  ## run a named sweep from conf/sweep/ (SWEEP=grid|optun
 	$(BIN)/python -m pipeline.train -m sweep=$(SWEEP)
 
 stale-runs: $(RUNTIME_STAMP)  ## mark runs left RUNNING by killed processes as KILLED
-	$(BIN)/python -m pipeline.tracking stale --mark
+	$(BIN)/python -m pipeline.runs stale --mark
+
+promote: $(RUNTIME_STAMP)  ## point the registry alias at another model: make promote MODEL=<version or run id>
+	$(BIN)/python -m pipeline.runs promote $(MODEL)
 
 params: $(RUNTIME_STAMP)  ## recompose params.yaml from conf/ (run after editing conf/)
-	$(BIN)/python -m pipeline.config compose
+	$(BIN)/python -m pipeline.params compose
 
 check-params: $(RUNTIME_STAMP)  ## fail if params.yaml is stale against conf/
-	$(BIN)/python -m pipeline.config check
+	$(BIN)/python -m pipeline.params check
 
 dag: $(RUNTIME_STAMP)  ## print the pipeline's stages
 	$(BIN)/dvc dag
 
-test: $(DEV_STAMP)  ## build the environment with dev tools, then run the tests
+test: $(DEV_STAMP)  ## build the environment with dev tools, then run every test (CI runs this)
 	$(BIN)/pytest
 
-lint: $(DEV_STAMP)  ## ruff lint and format check
+test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps): under a minute
+	$(BIN)/pytest -m "not slow"
+
+lint: $(DEV_STAMP)  ## ruff lint and format check, and the import layers (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(DEV_STAMP)  ## ruff autofix and format
 	$(BIN)/ruff check --fix .

@@ -5,7 +5,7 @@ then one big-endian uint32 per dimension, then the values in C order, big-endian
 checks every part of that header against the file's length, so a truncated or foreign file gets
 an `IdxFormatError` naming the file and what is wrong, never a numpy reshape traceback.
 
-    from pipeline.idx import read_idx, write_idx
+    from pipeline.data.idx import read_idx, write_idx
     write_idx("labels-idx1-ubyte", np.array([3, 1, 4], dtype=np.uint8))
     labels = read_idx("labels-idx1-ubyte")
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.plumbing.errors import PipelineError
 
 # dtype code (third magic byte) -> big-endian numpy dtype, as in the IDX specification.
 IDX_DTYPES: dict[int, np.dtype] = {

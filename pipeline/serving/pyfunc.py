@@ -7,22 +7,21 @@
     curl -d '{"inputs": [[0.0, …784 values…]]}' -H 'Content-Type: application/json' \
         127.0.0.1:5001/invocations
 
-The model's files are the weights (`model.npz`, no pickle) and this package's code, logged with
-`code_paths` so that `pipeline` imports wherever the model is loaded.
+The logged model holds the weights (`model.npz`, no pickle), model_code.py and the code it
+imports: this module and the numpy core (pipeline/nn), nothing else of the project. So it
+needs only what its requirements declare (mlflow, numpy, pandas); pipeline/tracking/registry.py
+logs it.
 """
 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
-import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ROOT
-from pipeline.nn.model import MLP
+from pipeline.nn import MLP, model_from_arrays
 
 
 def as_images(model_input, pixels: int) -> np.ndarray:
@@ -58,35 +57,7 @@ with warnings.catch_warnings():
         def load_context(self, context):
             weights = context.artifacts["weights"]
             with np.load(weights, allow_pickle=False) as arrays:
-                self.network = MLP.from_arrays(arrays, source=weights)
+                self.network = model_from_arrays(arrays, source=weights)
 
         def predict(self, context, model_input, params=None):
             return predictions_frame(self.network, as_images(model_input, self.network.sizes[0]))
-
-
-def log_pyfunc_model(run, weights: Path, example, register: str | None, alias: str) -> None:
-    """Log the network as a pyfunc model in `run`; register it and move `alias` if asked."""
-    from mlflow.models import infer_signature
-
-    with np.load(weights, allow_pickle=False) as arrays:
-        network = MLP.from_arrays(arrays, source=str(weights))
-    with mlflow.start_run(run_id=run.run_id), warnings.catch_warnings():
-        # Hints aimed at models without a signature or with missing values: neither applies.
-        warnings.simplefilter("ignore", UserWarning)
-        signature = infer_signature(example, predictions_frame(network, example))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(ROOT / "pipeline" / "model_code.py"),  # models from code, no pickle
-            artifacts={"weights": str(weights)},
-            code_paths=[str(ROOT / "pipeline")],
-            signature=signature,
-            input_example=example,
-            registered_model_name=register,
-            # Listed, not inferred: inference loads the model in a subprocess and takes seconds.
-            pip_requirements=[f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"],
-        )
-        if register:
-            version = info.registered_model_version
-            run.client.set_registered_model_alias(register, alias, version)
-            run.set_tags({"registered_model": f"{register} v{version} @{alias}"})
-    run.client.update_run(run.run_id, status="RUNNING")  # start_run's exit set FINISHED

@@ -5,13 +5,17 @@ store in this one process before any job starts (a fresh SQLite store opened by 
 processes at once fails while they all migrate it), creates the parent run and hands its id to
 the jobs in $PIPELINE_SWEEP_PARENT_RUN_ID (joblib's worker processes inherit it; MLflow's own
 MLFLOW_RUN_ID would make the first child resume and overwrite the parent). Each job logs a
-child run (pipeline/train.py). When the sweep ends, the parent records the best child by dev
+child run (job.py). When the sweep ends, the parent records the best child by dev
 accuracy (test accuracy is reported, never used to choose) and ends FINISHED. Hydra skips that
 hook when a job fails, so a failing job marks the parent FAILED itself.
 
     python -m pipeline.train -m optimizer=sgd,adam model.hidden=[128],[256]
-    python -m pipeline.train -m +sweep=optimizers              # a preset grid, conf/sweep/
-    python -m pipeline.train -m +sweep=optuna                  # Optuna search
+    python -m pipeline.train -m sweep=grid                     # a preset grid, conf/sweep/
+    python -m pipeline.train -m sweep=optuna                   # Optuna search
+
+Hydra instantiates this callback for every run of the train stage, multirun or not, so mlflow
+and the tracking package are imported inside the hooks, only when a sweep logs: importing
+mlflow costs over a second.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.schema import TrackingConfig
+from pipeline.plumbing.schema import TrackingConfig
 
 PARENT_ENV = "PIPELINE_SWEEP_PARENT_RUN_ID"
 STORE_ENV = "PIPELINE_SWEEP_STORE_URI"  # for a job that fails before it opened the store
@@ -55,7 +59,7 @@ def failures_reach_parent(active: bool) -> Iterator[None]:
     except (Exception, KeyboardInterrupt) as error:
         import mlflow
 
-        from pipeline.tracking import failure_status
+        from pipeline.tracking.runs import failure_status
 
         status, message = failure_status(error)
         with contextlib.suppress(Exception):  # the job's own error matters more
@@ -95,7 +99,9 @@ class SweepRuns(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         import mlflow
 
-        from pipeline.tracking import KIND_TAG, Run, open_store
+        from pipeline.tracking.runs import Run
+        from pipeline.tracking.store import open_store
+        from pipeline.tracking.tags import KIND_TAG
 
         tracking = tracking_of(config)
         if not tracking.enabled:
@@ -122,7 +128,7 @@ class SweepRuns(Callback):
         print(f"sweep: MLflow parent run {run.run_id} in {tracking.experiment}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from pipeline.tracking import Run
+        from pipeline.tracking.runs import Run
 
         parent = parent_run_id()
         if parent is None:

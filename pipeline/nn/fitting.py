@@ -6,7 +6,7 @@ each epoch the dev set is scored; with `patience` set, training stops once dev a
 not improved for that many epochs and the best weights are restored. A NaN or infinite loss
 raises `TrainingDiverged` at once, naming the epoch and learning rate.
 
-All randomness (shuffling, dropout masks) comes from the one `rng` passed in.
+All randomness (shuffling, shifts, dropout masks) comes from the one `rng` passed in.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.errors import PipelineError
 from pipeline.nn.augment import random_shift
-from pipeline.nn.model import MLP, softmax_cross_entropy
-from pipeline.nn.optim import Optimizer
+from pipeline.nn.loss import softmax_cross_entropy
+from pipeline.nn.model import MLP
+from pipeline.nn.optimizers import Optimizer
 
 
-class TrainingDiverged(PipelineError):
+class TrainingDiverged(ArithmeticError):
     """The loss became NaN or infinite."""
 
 
@@ -64,7 +64,7 @@ def predict_and_score(model: MLP, x: np.ndarray, labels: np.ndarray) -> tuple[np
     return predicted, loss
 
 
-def evaluate(model: MLP, x: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def loss_and_accuracy(model: MLP, x: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `model` on rows `x`."""
     predicted, loss = predict_and_score(model, x, labels)
     return loss, float(np.mean(predicted == labels))
@@ -73,8 +73,7 @@ def evaluate(model: MLP, x: np.ndarray, labels: np.ndarray) -> tuple[float, floa
 def check_finite(loss: float, what: str, epoch: int, lr: float) -> None:
     if not math.isfinite(loss):
         raise TrainingDiverged(
-            f"training diverged at epoch {epoch} ({what} {loss}) with learning rate {lr:g}: "
-            "lower optimizer.lr or pick another schedule; no model was written"
+            f"training diverged at epoch {epoch} ({what} {loss}) with learning rate {lr:g}"
         )
 
 
@@ -95,15 +94,15 @@ def fit(
     patience: int | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> FitResult:
-    """Train `model` in place; return the per-epoch history and the best epoch."""
+    """Train `model` in place; return the per-epoch history and the best epoch. The
+    optimizer's learning rate is set from `schedule` at the start of each epoch."""
     n = len(x_train)
     batch = n if batch_size is None else min(batch_size, n)
     result = FitResult()
     best_params: list[np.ndarray] | None = None
     scratch = {}  # gradient and activation buffers, reused by every step
     for epoch in range(1, epochs + 1):
-        lr = schedule(epoch - 1)
-        scale = optimizer.gradient_scale(lr)
+        lr = optimizer.lr = schedule(epoch - 1)
         started = time.perf_counter()
         order = rng.permutation(n) if batch < n else None
         loss_sum, correct = 0.0, 0
@@ -117,20 +116,15 @@ def fit(
             # Overflow on the way to a NaN loss is reported below as divergence, not warned.
             with np.errstate(over="ignore", invalid="ignore"):
                 loss, batch_correct, grads = model.loss_and_grads(
-                    x_batch,
-                    y_batch,
-                    dropout=dropout,
-                    rng=rng,
-                    scale=scale,
-                    scratch=scratch,
+                    x_batch, y_batch, dropout=dropout, rng=rng, scratch=scratch
                 )
             check_finite(loss, "loss", epoch, lr)
-            optimizer.step(grads, lr)
+            optimizer.step(grads)
             loss_sum += loss * len(y_batch)
             correct += batch_correct
         seconds = time.perf_counter() - started
         with np.errstate(over="ignore", invalid="ignore"):
-            dev_loss, dev_accuracy = evaluate(model, x_dev, y_dev)
+            dev_loss, dev_accuracy = loss_and_accuracy(model, x_dev, y_dev)
         check_finite(dev_loss, "dev loss", epoch, lr)
         record = EpochRecord(epoch, loss_sum / n, correct / n, dev_loss, dev_accuracy, lr, seconds)
         result.history.append(record)

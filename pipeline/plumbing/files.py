@@ -1,4 +1,4 @@
-"""Atomic file output: everything a stage writes appears whole or not at all.
+"""Files in and out: atomic writes (whole or not at all), arrays without pickle, hashes.
 
 Each writer writes into a temporary file next to the destination and renames it into place
 (`os.replace` is atomic within one filesystem), so an error, Ctrl-C or SIGTERM mid-write never
@@ -8,6 +8,8 @@ leaves a partial file at the output path.
 from __future__ import annotations
 
 import contextlib
+import csv
+import hashlib
 import json
 import os
 import tempfile
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.plumbing.errors import PipelineError
 
 # The process's umask, read once (os.umask can only be read by setting it).
 _UMASK = os.umask(0)
@@ -74,3 +76,19 @@ def load_arrays(path: str | os.PathLike, names: tuple[str, ...], made_by: str) -
         raise PipelineError(
             f"{path} is unreadable ({error}): re-run `dvc repro -f {made_by}`"
         ) from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def read_columns(path: str | os.PathLike, made_by: str) -> dict[str, np.ndarray]:
+    """A CSV of numbers with a header row (the training history), one float array per column."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} is missing: run `dvc repro {made_by}` first")
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {column: np.array([float(row[column]) for row in rows]) for column in rows[0]}

@@ -6,30 +6,34 @@ to conf/ without a refresh would run silently on old values. Every stage run by 
 compares params.yaml with a fresh composition of conf/ and stops, naming `make params`, when the
 two disagree (inside `dvc exp run`, which has just composed it, the comparison is skipped).
 
-    python -m pipeline.config compose   # rewrite params.yaml from conf/ (`make params`)
-    python -m pipeline.config check     # exit 1 if params.yaml is stale (`make check-params`)
+The commands are in pipeline/params.py:
+
+    python -m pipeline.params compose   # rewrite params.yaml from conf/ (`make params`)
+    python -m pipeline.params check     # exit 1 if params.yaml is stale (`make check-params`)
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+from dvc.utils.hydra import compose_and_dump
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pipeline.errors import PipelineError
-from pipeline.schema import Config
+from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.files import atomic_path
+from pipeline.plumbing.paths import CONF_DIR, PARAMS, ROOT
+from pipeline.plumbing.schema import Config
 
-ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = ROOT / "conf"
-PARAMS_PATH = ROOT / "params.yaml"
 CONFIG_NAME = "config"
 # The primary config that `dvc.yaml`'s commands name: params.yaml, as DVC composed it.
 DVC_CONFIG_NAME = "from_params"
-REFRESH = "run `make params` (python -m pipeline.config compose) to recompose it from conf/"
+REFRESH = "run `make params` (python -m pipeline.params compose) to recompose it from conf/"
 
 
 class ConfigError(PipelineError):
@@ -38,9 +42,6 @@ class ConfigError(PipelineError):
 
 def compose_conf(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Compose conf/ (as `dvc exp run` does) and resolve interpolations."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     if GlobalHydra.instance().is_initialized():
         # Inside a running @hydra.main app, whose search path already holds conf/.
         cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides))
@@ -51,13 +52,9 @@ def compose_conf(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     return cfg
 
 
-def write_params(path: Path = PARAMS_PATH, overrides: list[str] | tuple[str, ...] = ()) -> None:
+def write_params(path: Path = PARAMS, overrides: list[str] | tuple[str, ...] = ()) -> None:
     """Write the composition of conf/ to params.yaml with DVC's own function, byte for byte
     what `dvc exp run` would write."""
-    from dvc.utils.hydra import compose_and_dump
-
-    from pipeline.io import atomic_path
-
     with atomic_path(path) as tmp:
         tmp_yaml = tmp.with_suffix(".yaml")  # compose_and_dump picks its format by suffix
         try:
@@ -118,43 +115,17 @@ def validate(cfg: DictConfig | dict) -> Config:
         ) from None
 
 
+def run_by_dvc() -> bool:
+    """Whether this Hydra app was started by a stage of dvc.yaml (`--config-name from_params`)."""
+    return HydraConfig.initialized() and HydraConfig.get().job.config_name == DVC_CONFIG_NAME
+
+
 def stage_config(cfg: DictConfig) -> Config:
     """Turn the config a stage's @hydra.main received into a validated `Config`.
 
     Run by DVC (`--config-name from_params`), the config is params.yaml, which must agree with
     conf/ unless DVC composed it for an experiment moments ago.
     """
-    from hydra.core.hydra_config import HydraConfig
-
-    run_by_dvc = HydraConfig.initialized() and HydraConfig.get().job.config_name == DVC_CONFIG_NAME
-    if run_by_dvc and not os.environ.get("DVC_EXP_NAME"):
+    if run_by_dvc() and not os.environ.get("DVC_EXP_NAME"):
         check_params_fresh(cfg)
     return validate(cfg)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`compose` rewrites params.yaml; `check` reports whether it is stale."""
-    argv = sys.argv[1:] if argv is None else argv
-    command = argv[0] if argv else "check"
-    try:
-        if command == "compose":
-            write_params(PARAMS_PATH, argv[1:])
-            validate(OmegaConf.load(PARAMS_PATH))
-            print(f"wrote {PARAMS_PATH.relative_to(ROOT)} from conf/")
-        elif command == "check":
-            if os.environ.get("DVC_EXP_NAME"):
-                print("params.yaml was composed by `dvc exp run`; not compared with conf/")
-            else:
-                check_params_fresh(OmegaConf.load(PARAMS_PATH))
-                print("params.yaml agrees with conf/")
-        else:
-            print("usage: python -m pipeline.config [compose [OVERRIDE ...] | check]")
-            return 2
-    except PipelineError as error:
-        print(f"config: error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

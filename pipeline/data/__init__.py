@@ -1,0 +1,1 @@
+"""Data preparation: where MNIST comes from, the IDX format, normalisation, the dev split."""

@@ -1,0 +1,1 @@
+"""Evaluation: scores on the test set, the confusion rows and the figures."""

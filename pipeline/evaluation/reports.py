@@ -1,0 +1,67 @@
+"""Scoring a trained network on the test set and writing what a person reads about it.
+
+    reports/test_metrics.json     test accuracy and loss, macro F1, per-class precision/recall/F1
+    reports/confusion.csv         one `actual,predicted` row per test image (DVC confusion plot)
+    reports/figures/*.png         confusion heatmap, training curves, misclassified digits
+
+Each file is written atomically. The stage is pipeline/evaluate.py; sweep jobs call
+`evaluate_model` on their own folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.evaluation import figures
+from pipeline.evaluation.scoring import classification_report, confusion_matrix
+from pipeline.nn import MLP, ModelFormatError, model_from_arrays
+from pipeline.nn.fitting import predict_and_score
+from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.files import write_json, write_text
+from pipeline.plumbing.paths import EvaluateOutputs
+
+NUM_CLASSES = 10
+
+
+def load_model(path: Path) -> MLP:
+    """The network `train` saved at `path`; a one-line error naming the fix if it is unusable."""
+    if not path.is_file():
+        raise PipelineError(f"{path} is missing: run `dvc repro train` first")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return model_from_arrays(arrays, source=str(path))
+    except ModelFormatError as error:
+        raise PipelineError(f"{error}: re-run `dvc repro -f train`") from None
+    except (OSError, ValueError) as error:
+        raise PipelineError(
+            f"{path} is unreadable ({error}): re-run `dvc repro -f train`"
+        ) from None
+
+
+def confusion_csv(labels: np.ndarray, predicted: np.ndarray) -> str:
+    lines = ["actual,predicted"]
+    lines += [f"{actual},{guess}" for actual, guess in zip(labels, predicted, strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_model(
+    network: MLP,
+    test: dict[str, np.ndarray],
+    history: dict[str, np.ndarray],
+    outputs: EvaluateOutputs,
+) -> dict:
+    """Score `network` on `test`, write metrics, confusion rows and figures; return metrics."""
+    images, labels = test["images"].astype(network.dtype, copy=False), test["labels"]
+    predicted, loss = predict_and_score(network, images, labels)
+    report = classification_report(labels, predicted, NUM_CLASSES)
+    metrics = {"accuracy": report["accuracy"], "loss": loss, **report, "examples": len(labels)}
+    write_json(outputs.metrics, metrics)
+    write_text(outputs.confusion, confusion_csv(labels, predicted))
+    figures.confusion_heatmap(
+        confusion_matrix(labels, predicted, NUM_CLASSES), outputs.figure("confusion_matrix")
+    )
+    figures.training_curves(history, outputs.figure("training_curves"))
+    figures.misclassified_grid(images, labels, predicted, outputs.figure("misclassified"))
+    return metrics

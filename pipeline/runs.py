@@ -1,0 +1,61 @@
+"""MLflow housekeeping: runs left RUNNING by killed processes, and which model the alias names.
+
+    python -m pipeline.runs stale            # list RUNNING runs whose process is gone
+    python -m pipeline.runs stale --mark     # mark them KILLED (`make stale-runs`)
+    python -m pipeline.runs promote VERSION  # point models:/mnist-mlp@pipeline at a version
+    python -m pipeline.runs promote RUN_ID   # … or at the model a run logged (registers it)
+
+The store, experiment, model name and alias come from conf/ (tracking group), as for a stage.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import mlflow  # this command exists to talk to MLflow
+
+from pipeline.plumbing.config import compose_conf, validate
+from pipeline.plumbing.errors import PipelineError
+from pipeline.tracking.registry import promote
+from pipeline.tracking.runs import stale_runs
+from pipeline.tracking.store import open_store
+
+USAGE = "usage: python -m pipeline.runs stale [--mark] | promote VERSION_OR_RUN_ID"
+
+
+def stale(mark: bool) -> None:
+    found = stale_runs(mark)
+    for line in found:
+        print(("marked KILLED: " if mark else "stale: ") + line)
+    if not found:
+        print(f"no stale RUNNING runs in {mlflow.get_tracking_uri()}")
+    elif not mark:
+        print("mark them KILLED with: python -m pipeline.runs stale --mark")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if not (command == "stale" and set(rest) <= {"--mark"}) and not (
+        command == "promote" and len(rest) == 1
+    ):
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        tracking = validate(compose_conf()).tracking
+        open_store(tracking)
+        if command == "stale":
+            stale("--mark" in rest)
+        else:
+            if not tracking.registered_model:
+                raise PipelineError("tracking.registered_model is null: name a model in conf/")
+            version = promote(tracking.registered_model, tracking.alias, rest[0])
+            print(f"models:/{tracking.registered_model}@{tracking.alias} is now version {version}")
+    except PipelineError as error:
+        print(f"runs: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""One job of a Hydra sweep: train, then score the model on dev and test, in the job's folder.
+
+Each job writes the train and evaluate outputs under its own folder in multirun/ (never the
+DVC-tracked paths) and, with tracking on, logs one child run under the sweep's parent run
+(callback.py). The saved model's dev accuracy is what Optuna maximises; test accuracy is
+reported, never used to select.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from pipeline.evaluation.reports import evaluate_model, load_model
+from pipeline.plumbing.files import load_arrays, read_columns
+from pipeline.plumbing.paths import (
+    NORMALISED_TEST,
+    SPLIT_DEV,
+    SPLIT_TRAIN,
+    EvaluateOutputs,
+    TrainOutputs,
+)
+from pipeline.plumbing.schema import Config
+from pipeline.sweeps.callback import parent_run_id
+from pipeline.training.hyperparameters import check_hyperparameters
+from pipeline.training.trainer import load_split, run_training
+
+
+def run_sweep_job(
+    config: Config, resolved_yaml: str, job_dir: Path, job_name: str | None
+) -> tuple[dict, dict]:
+    """Train and evaluate into `job_dir`; return the train and the test metrics."""
+    train_outputs, evaluate_outputs = TrainOutputs.under(job_dir), EvaluateOutputs.under(job_dir)
+    check_hyperparameters(config)
+    train, dev = load_split(SPLIT_TRAIN, SPLIT_DEV)
+    test = load_arrays(NORMALISED_TEST, ("images", "labels"), made_by="normalise")
+    run, settled = None, contextlib.nullcontext
+    if config.tracking.enabled:
+        # Imported only when tracking is on: mlflow costs over a second to import.
+        from pipeline.tracking import training_runs
+        from pipeline.tracking.runs import settled
+
+        data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
+        run = training_runs.start_training_run(
+            config, resolved_yaml, "sweep-job", job_name, data, parent_id=parent_run_id()
+        )
+    with settled(run):
+        on_epoch = run.log_epoch if run is not None else None
+        metrics = run_training(config, train, dev, train_outputs, on_epoch=on_epoch)
+        history = read_columns(train_outputs.history, made_by="train")
+        network = load_model(train_outputs.model)
+        test_metrics = evaluate_model(network, test, history, evaluate_outputs)
+        if run is not None:
+            training_runs.log_training(run, metrics, train_outputs)
+            training_runs.log_evaluation(
+                run, config, test_metrics, evaluate_outputs, train_outputs.model,
+                test["images"][:2], register=False,
+            )  # fmt: skip
+    return metrics, test_metrics

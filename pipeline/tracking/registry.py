@@ -1,0 +1,113 @@
+"""The model in MLflow: logged as a pyfunc with only the code it needs, registered, promoted.
+
+Logging ships the weights (`model.npz`), pipeline/serving/model_code.py and the code that file
+imports: pipeline/serving and the numpy core pipeline/nn (plus the package's empty
+`__init__.py`), nothing else of the project; the requirements name every package that code
+imports (mlflow, numpy, pandas), so `mlflow models serve` can build its environment from them.
+
+Only `dvc repro` registers its model and moves the alias (`models:/mnist-mlp@pipeline`).
+Experiments and sweep jobs log theirs without registering; to make another model the one the
+alias names:
+
+    python -m pipeline.runs promote VERSION     # a registered version
+    python -m pipeline.runs promote RUN_ID      # a run's logged model: registered, then aliased
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from pipeline.nn import model_from_arrays
+from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.paths import ROOT
+from pipeline.serving.pyfunc import predictions_frame
+
+PACKAGE = ROOT / "pipeline"
+SHIPPED = ("nn", "serving")  # sub-packages of `pipeline` the served model imports
+MODEL_CODE = PACKAGE / "serving" / "model_code.py"
+ARTIFACT = "model"  # the model's name within its run
+
+
+class RegistryError(PipelineError):
+    """A model version or run to promote does not exist."""
+
+
+def shipped_code(target: Path) -> Path:
+    """A copy of the package holding only what the served model imports; returns its root."""
+    package = target / "pipeline"
+    package.mkdir()
+    shutil.copy2(PACKAGE / "__init__.py", package / "__init__.py")
+    for name in SHIPPED:
+        shutil.copytree(
+            PACKAGE / name, package / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    return package
+
+
+def requirements() -> list[str]:
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+    ]
+
+
+def log_pyfunc_model(run, weights: Path, example, register: str | None, alias: str) -> None:
+    """Log the network as a pyfunc model in `run`; register it and move `alias` if asked."""
+    with np.load(weights, allow_pickle=False) as arrays:
+        network = model_from_arrays(arrays, source=str(weights))
+    with (
+        tempfile.TemporaryDirectory() as staging,
+        mlflow.start_run(run_id=run.run_id),
+        warnings.catch_warnings(),
+    ):
+        # Hints aimed at models without a signature or with missing values: neither applies.
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(example, predictions_frame(network, example))
+        info = mlflow.pyfunc.log_model(
+            name=ARTIFACT,
+            python_model=str(MODEL_CODE),  # models from code, no pickle
+            artifacts={"weights": str(weights)},
+            code_paths=[str(shipped_code(Path(staging)))],
+            signature=signature,
+            input_example=example,
+            registered_model_name=register,
+            # Listed, not inferred: inference loads the model in a subprocess and takes seconds.
+            pip_requirements=requirements(),
+        )
+        if register:
+            version = info.registered_model_version
+            run.client.set_registered_model_alias(register, alias, version)
+            run.set_tags({"registered_model": f"{register} v{version} @{alias}"})
+    run.client.update_run(run.run_id, status="RUNNING")  # start_run's exit set FINISHED
+
+
+def promote(name: str, alias: str, target: str) -> str:
+    """Point `name@alias` at version `target`, or at the model logged by run `target`
+    (registering it first); return the version."""
+    client = mlflow.MlflowClient()
+    try:
+        if target.isdigit():
+            version = client.get_model_version(name, target).version
+        else:
+            client.get_run(target)  # a clear error for an unknown run id
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                version = mlflow.register_model(f"runs:/{target}/{ARTIFACT}", name).version
+        client.set_registered_model_alias(name, alias, version)
+    except MlflowException as error:
+        reason = str(error).splitlines()[0]
+        raise RegistryError(
+            f"cannot promote {target!r} to {name}@{alias} ({reason[:300]}): give a version "
+            f"listed by the MLflow UI's Models page, or the id of a run that logged a model"
+        ) from None
+    return str(version)

@@ -1,0 +1,117 @@
+"""What a training and its evaluation log: one MLflow run for `train` and `evaluate` together.
+
+    start_training_run   params (the whole config, flattened), tags, the resolved config.yaml
+    log_training         kept-model and best-epoch scores, the metrics and history files
+    log_evaluation       test scores, the figures, and the model as a pyfunc (registry.py)
+    reopen_training_run  the run `train` opened, for `evaluate`; rebuilt from the files if the
+                         store lost it (mlflow.db deleted)
+
+Per-epoch curves are logged by `Run.log_epoch`, which the train stage passes as `on_epoch`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.nn import EpochRecord
+from pipeline.plumbing.config import flatten
+from pipeline.plumbing.files import file_sha256, read_columns
+from pipeline.plumbing.paths import EvaluateOutputs, TrainOutputs
+from pipeline.plumbing.schema import Config
+from pipeline.tracking.registry import log_pyfunc_model
+from pipeline.tracking.runs import Run
+from pipeline.tracking.store import open_store
+from pipeline.tracking.tags import run_tags
+
+
+def start_training_run(
+    config: Config,
+    resolved_yaml: str,
+    kind: str,
+    name: str | None,
+    data_files: dict[str, Path],
+    parent_id: str | None = None,
+) -> Run:
+    """Open the store (failing now, before training, if it cannot be used) and start a run."""
+    experiment_id = open_store(config.tracking)
+    tags = run_tags(kind, config.seed, data_files)
+    params = flatten(asdict(config))
+    run = Run.start(experiment_id, name, tags, params, parent_id=parent_id)
+    run.log_text(resolved_yaml, "config.yaml")
+    return run
+
+
+def log_training(run: Run, metrics: dict, outputs: TrainOutputs) -> None:
+    run.log_metrics(
+        {
+            "train/seconds": metrics["train_seconds"],
+            "best/dev_accuracy": metrics["best"]["dev_accuracy"],
+            "best/epoch": metrics["best"]["epoch"],
+            "model/dev_accuracy": metrics["model"]["dev_accuracy"],
+        }
+    )
+    run.log_artifact(outputs.metrics, "reports")
+    run.log_artifact(outputs.history, "reports")
+
+
+def test_metric_values(metrics: dict) -> dict[str, float]:
+    """The flat `test/...` metrics an MLflow run records."""
+    values = {
+        "test/accuracy": metrics["accuracy"],
+        "test/loss": metrics["loss"],
+        "test/macro_f1": metrics["macro_f1"],
+    }
+    for digit, scores in metrics["per_class"].items():
+        values[f"test/f1_digit_{digit}"] = scores["f1"]
+    return values
+
+
+def log_evaluation(
+    run: Run,
+    config: Config,
+    metrics: dict,
+    outputs: EvaluateOutputs,
+    weights: Path,
+    example: np.ndarray,
+    register: bool,
+) -> None:
+    """Test metrics, figures and reports into `run`; the model too if tracking.log_model, and
+    registered (moving the alias) if `register` and tracking.registered_model is set."""
+    run.log_metrics(test_metric_values(metrics))
+    run.log_artifact(outputs.metrics, "reports")
+    for figure in outputs.figure_files():
+        run.log_artifact(figure, "figures")
+    if config.tracking.log_model:
+        name = config.tracking.registered_model if register else None
+        log_pyfunc_model(run, weights, example, name, config.tracking.alias)
+
+
+def reopen_training_run(config: Config, train_outputs: TrainOutputs, data_files) -> Run:
+    """The run `train` opened, reopened; a new one (params and curves from the files) if the
+    store no longer has it, e.g. after mlflow.db was deleted."""
+    experiment_id = open_store(config.tracking)
+    record = json.loads(train_outputs.run.read_text()) if train_outputs.run.is_file() else {}
+    if record.get("run_id") and Run(record["run_id"]).exists():
+        return Run.resume(record["run_id"])
+    print("evaluate: the training's MLflow run is not in the store; logging a new one")
+    present = {name: path for name, path in data_files.items() if path.is_file()}
+    run = Run.start(
+        experiment_id, tags=run_tags("pipeline", config.seed, present),
+        params=flatten(asdict(config)),
+    )  # fmt: skip
+    history = read_columns(train_outputs.history, made_by="train")
+    columns = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "learning_rate")
+    for row, epoch in enumerate(history["epoch"]):
+        values = [float(history[column][row]) for column in columns]
+        run.log_epoch(EpochRecord(int(epoch), *values, seconds=0.0))
+    if train_outputs.metrics.is_file():
+        log_training(run, json.loads(train_outputs.metrics.read_text()), train_outputs)
+    return run
+
+
+def tag_test_data(run: Run, test_path: Path) -> None:
+    run.set_tags({"data.test.sha256": file_sha256(test_path)})

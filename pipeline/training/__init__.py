@@ -1,0 +1,1 @@
+"""Training from a config: range checks, then the numpy core's training loop, then the files."""

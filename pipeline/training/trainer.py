@@ -1,0 +1,136 @@
+"""Training from a config: build the network, optimizer and schedule, train, write the outputs.
+
+    check_hyperparameters(config)                  # hyperparameters.py: once, before any work
+    train, dev = load_split(train_path, dev_path)
+    run_training(config, train, dev, TrainOutputs.under(root))    # writes the outputs
+    train_model(config, train, dev)                                # arrays in, network out
+
+`run_training` shows a progress bar over the epochs and writes the model, the metrics and the
+per-epoch history, each atomically. Nothing here logs to MLflow: callers pass `on_epoch`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.nn import (
+    MLP,
+    EpochRecord,
+    FitResult,
+    TrainingDiverged,
+    fit,
+    make_optimizer,
+    make_schedule,
+    model_to_arrays,
+)
+from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.files import load_arrays, save_arrays, write_json, write_text
+from pipeline.plumbing.paths import TrainOutputs
+from pipeline.plumbing.schema import Config
+
+NUM_CLASSES = 10
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "dev_loss", "dev_accuracy")
+
+
+class TrainingFailed(PipelineError):
+    """Training stopped without a usable model."""
+
+
+def train_model(
+    config: Config,
+    train_data: dict[str, np.ndarray],
+    dev_data: dict[str, np.ndarray],
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> tuple[MLP, FitResult]:
+    """Build the network, optimizer and schedule `config` describes (already checked) and train
+    it on the arrays; no files touched."""
+    dtype = np.dtype(config.train.dtype)
+    x_train = train_data["images"].astype(dtype, copy=False)
+    x_dev = dev_data["images"].astype(dtype, copy=False)
+    rng = np.random.default_rng(config.train.seed)
+    sizes = (x_train.shape[1], *config.model.hidden, NUM_CLASSES)
+    model = MLP.create(sizes, config.model.activation, config.model.init, rng, dtype)
+    optimizer = make_optimizer(model.params(), **asdict(config.optimizer))
+    schedule = make_schedule(
+        base_lr=config.optimizer.lr, epochs=config.train.epochs, **asdict(config.schedule)
+    )
+    try:
+        result = fit(
+            model, x_train, train_data["labels"], x_dev, dev_data["labels"],
+            optimizer=optimizer, schedule=schedule, epochs=config.train.epochs,
+            batch_size=config.train.batch_size, rng=rng, dropout=config.train.dropout,
+            max_shift=config.train.max_shift, patience=config.train.patience, on_epoch=on_epoch,
+        )  # fmt: skip
+    except TrainingDiverged as error:
+        raise TrainingFailed(
+            f"{error}: lower optimizer.lr or pick another schedule; no model was written"
+        ) from None
+    return model, result
+
+
+def train_metrics(result: FitResult, seconds: float) -> dict:
+    def scores(record: EpochRecord) -> dict[str, float]:
+        return {name: getattr(record, name) for name in HISTORY_COLUMNS[1:]}
+
+    return {
+        "final": scores(result.history[-1]),
+        "best": {"epoch": result.best_epoch, **scores(result.best)},
+        "model": {"epoch": result.kept.epoch, "dev_accuracy": result.kept.dev_accuracy},
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "train_seconds": round(seconds, 3),
+    }
+
+
+def history_csv(result: FitResult) -> str:
+    """One row per epoch: the scores, then the learning rate, at 6 significant digits."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*HISTORY_COLUMNS, "learning_rate"])
+    for record in result.history:
+        writer.writerow(
+            [f"{getattr(record, name):.6g}" for name in (*HISTORY_COLUMNS, "learning_rate")]
+        )
+    return buffer.getvalue()
+
+
+def load_split(train_path: Path, dev_path: Path) -> tuple[dict, dict]:
+    """The train and dev arrays `split` wrote."""
+    names = ("images", "labels")
+    return load_arrays(train_path, names, "split"), load_arrays(dev_path, names, "split")
+
+
+def run_training(
+    config: Config,
+    train_data: dict[str, np.ndarray],
+    dev_data: dict[str, np.ndarray],
+    outputs: TrainOutputs,
+    progress: bool = True,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> dict:
+    """Train on the arrays of a checked `config` and write model, metrics and history; return
+    the metrics. `on_epoch(record)` is called after each epoch."""
+    with tqdm(total=config.train.epochs, desc="train", unit="epoch", disable=not progress) as bar:
+
+        def after_epoch(record: EpochRecord) -> None:
+            if on_epoch is not None:
+                on_epoch(record)
+            bar.set_postfix(loss=f"{record.train_loss:.4f}", dev_acc=f"{record.dev_accuracy:.4f}")
+            bar.update(1)
+
+        started = time.perf_counter()
+        model, result = train_model(config, train_data, dev_data, after_epoch)
+        seconds = time.perf_counter() - started
+    metrics = train_metrics(result, seconds)
+    save_arrays(outputs.model, **model_to_arrays(model))
+    write_json(outputs.metrics, metrics)
+    write_text(outputs.history, history_csv(result))
+    return metrics
