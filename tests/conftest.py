@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.idx import write_idx
-from pipeline.schema import DataFiles, FileSpec
+from pipeline.data.idx import write_idx
+from pipeline.plumbing.schema import DataFiles, FileSpec
 
 REPO = Path(__file__).resolve().parent.parent
 FILE_NAMES = {
@@ -186,7 +186,7 @@ def split_arrays(n: int, seed: int) -> dict[str, np.ndarray]:
 
 def project_with_data(target: Path) -> Path:
     """A project copy whose split and test data exist already (no DVC run needed)."""
-    from pipeline.io import save_arrays
+    from pipeline.plumbing.files import save_arrays
 
     project = copy_project(target)
     save_arrays(project / "data" / "split" / "train.npz", **split_arrays(300, 1))

@@ -113,13 +113,13 @@ def fit(
                 rows = order[start : start + batch]
                 x_batch, y_batch = x_train[rows], y_train[rows]
             x_batch = random_shift(x_batch, max_shift, rng)
-            # Overflow on the way to a NaN loss is reported below as divergence, not warned.
+            # Overflow on the way to a NaN loss is reported as divergence, not warned.
             with np.errstate(over="ignore", invalid="ignore"):
                 loss, batch_correct, grads = model.loss_and_grads(
                     x_batch, y_batch, dropout=dropout, rng=rng, scratch=scratch
                 )
-            check_finite(loss, "loss", epoch, lr)
-            optimizer.step(grads)
+                check_finite(loss, "loss", epoch, lr)
+                optimizer.step(grads)
             loss_sum += loss * len(y_batch)
             correct += batch_correct
         seconds = time.perf_counter() - started

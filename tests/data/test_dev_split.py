@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.io import save_arrays
-from pipeline.split import dev_counts, split_dataset, stratified_dev_mask
+from pipeline.data.dev_split import dev_counts, split_dataset, stratified_dev_mask
+from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.files import save_arrays
 from tests.conftest import example_index, synthetic_images
 
 
@@ -21,6 +21,10 @@ def normalised_train(tmp_path):
     return path, labels
 
 
+def split_into(path, directory, dev_size, seed):
+    return split_dataset(path, directory / "train.npz", directory / "dev.npz", dev_size, seed)
+
+
 def load(path):
     with np.load(path, allow_pickle=False) as archive:
         return archive["images"], archive["labels"]
@@ -28,7 +32,7 @@ def load(path):
 
 def test_split_is_a_stratified_partition_of_the_exact_size(normalised_train, tmp_path):
     path, labels = normalised_train
-    sizes = split_dataset(path, tmp_path / "split", dev_size=60, seed=0)
+    sizes = split_into(path, tmp_path / "split", dev_size=60, seed=0)
     assert sizes == {"train": 240, "dev": 60}
     train_images, train_labels = load(tmp_path / "split" / "train.npz")
     dev_images, dev_labels = load(tmp_path / "split" / "dev.npz")
@@ -46,7 +50,7 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_another_split(
 ):
     path, _ = normalised_train
     for name, seed in [("a", 7), ("b", 7), ("c", 8)]:
-        split_dataset(path, tmp_path / name, dev_size=60, seed=seed)
+        split_into(path, tmp_path / name, dev_size=60, seed=seed)
     for part in ("train.npz", "dev.npz"):
         assert (tmp_path / "a" / part).read_bytes() == (tmp_path / "b" / part).read_bytes()
     dev_a = set(example_index(load(tmp_path / "a" / "dev.npz")[0]))
@@ -76,13 +80,18 @@ def test_dev_size_outside_the_training_set_is_rejected(dev_size):
 
 def test_bad_dev_size_leaves_earlier_split_untouched(normalised_train, tmp_path):
     path, _ = normalised_train
-    split_dataset(path, tmp_path / "split", dev_size=60, seed=0)
+    split_into(path, tmp_path / "split", dev_size=60, seed=0)
     before = (tmp_path / "split" / "dev.npz").read_bytes()
     with pytest.raises(PipelineError):
-        split_dataset(path, tmp_path / "split", dev_size=0, seed=0)
+        split_into(path, tmp_path / "split", dev_size=0, seed=0)
     assert (tmp_path / "split" / "dev.npz").read_bytes() == before
 
 
 def test_missing_input_names_the_stage_to_run(tmp_path):
     with pytest.raises(PipelineError, match="run `dvc repro normalise` first"):
-        split_dataset(tmp_path / "absent.npz", tmp_path / "split", dev_size=10, seed=0)
+        split_into(tmp_path / "absent.npz", tmp_path / "split", dev_size=10, seed=0)
+
+
+def test_a_negative_seed_is_named():
+    with pytest.raises(PipelineError, match=r"split.seed=-1 must be ≥ 0"):
+        stratified_dev_mask(np.zeros(10, dtype=np.uint8), 2, -1)

@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from pipeline.idx import IdxFormatError, idx_bytes, parse_idx, read_idx, write_idx
+from pipeline.data.idx import IdxFormatError, idx_bytes, parse_idx, read_idx, write_idx
 
 
 @pytest.mark.parametrize(

@@ -7,15 +7,18 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.idx import read_idx, write_idx
-from pipeline.normalise import normalise_mnist
+from pipeline.data.idx import read_idx, write_idx
+from pipeline.data.normalisation import normalise_mnist
+from pipeline.plumbing.errors import PipelineError
 from tests.conftest import example_index
 
 
 def run_normalise(synthetic_mnist, tmp_path):
     out, stats_path = tmp_path / "normalised", tmp_path / "reports" / "stats.json"
-    stats = normalise_mnist(synthetic_mnist.directory, synthetic_mnist.files, out, stats_path)
+    stats = normalise_mnist(
+        synthetic_mnist.directory, synthetic_mnist.files, out / "train.npz", out / "test.npz",
+        stats_path,
+    )  # fmt: skip
     return out, stats_path, stats
 
 

@@ -1,4 +1,4 @@
-"""The fetch stage: source chain, hash verification, and nothing partial left behind."""
+"""The MNIST source chain: hash verification, every source kind, nothing partial left behind."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import threading
 
 import pytest
 
-from pipeline.fetch import FetchError, fetch_mnist, sha256_of
-from pipeline.schema import FileSpec
+from pipeline.data.sources import FetchError, fetch_mnist
+from pipeline.plumbing.files import file_sha256 as sha256_of
+from pipeline.plumbing.schema import FileSpec
 from tests.conftest import REPO, tool_env
 
 
@@ -142,6 +143,7 @@ class StallingHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_sigterm_mid_download_leaves_no_partial_output(synthetic_mnist, tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StallingHandler)
     server.daemon_threads = True
@@ -149,9 +151,9 @@ def test_sigterm_mid_download_leaves_no_partial_output(synthetic_mnist, tmp_path
     out = tmp_path / "raw"
     script = (
         "import sys; from pathlib import Path\n"
-        "from pipeline.fetch import fetch_mnist\n"
-        "from pipeline.errors import stage_errors\n"
-        "from pipeline.schema import FileSpec\n"
+        "from pipeline.data.sources import fetch_mnist\n"
+        "from pipeline.plumbing.errors import stage_errors\n"
+        "from pipeline.plumbing.schema import FileSpec\n"
         f"files = {{k: FileSpec(*v) for k, v in {json.dumps({k: [s.name, s.sha256] for k, s in roles(synthetic_mnist.files).items()})}.items()}}\n"  # noqa: E501
         "with stage_errors('fetch'):\n"
         f"    fetch_mnist(['http://127.0.0.1:{server.server_port}/'], files, Path({str(out)!r}))\n"

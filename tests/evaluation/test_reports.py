@@ -1,5 +1,4 @@
-"""The evaluate stage: scores against hand-computed values, the files it writes, the pyfunc
-wrapper's input checks, and errors that name the stage to run."""
+"""Evaluation reports: the files written for a model, and errors that name the stage to run."""
 
 from __future__ import annotations
 
@@ -8,31 +7,14 @@ import csv
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.evaluate import EvaluateOutputs, evaluate_model, load_model, read_history
-from pipeline.io import save_arrays
-from pipeline.nn import MLP
-from pipeline.scoring import classification_report, confusion_matrix
-from pipeline.serving import as_images, predictions_frame
+from pipeline.evaluation.reports import evaluate_model, load_model
+from pipeline.nn import MLP, model_to_arrays
+from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.files import read_columns, save_arrays
+from pipeline.plumbing.paths import EvaluateOutputs
 from tests.conftest import split_arrays
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def test_scores_match_a_hand_computed_example():
-    labels = np.array([0, 0, 0, 1, 1, 2])
-    predicted = np.array([0, 0, 1, 1, 1, 1])  # class 2 is never predicted
-    np.testing.assert_array_equal(
-        confusion_matrix(labels, predicted, 3), [[2, 1, 0], [0, 2, 0], [0, 1, 0]]
-    )
-    report = classification_report(labels, predicted, 3)
-    assert report["accuracy"] == pytest.approx(4 / 6)
-    zero, one, two = (report["per_class"][c] for c in "012")
-    assert (zero["precision"], zero["recall"]) == (1.0, pytest.approx(2 / 3))
-    assert (one["precision"], one["recall"]) == (0.5, 1.0)
-    assert zero["f1"] == pytest.approx(0.8) and one["f1"] == pytest.approx(2 / 3)
-    assert two == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
-    assert report["macro_f1"] == pytest.approx((0.8 + 2 / 3 + 0) / 3)
 
 
 def test_evaluate_writes_metrics_confusion_rows_and_figures(tmp_path):
@@ -64,16 +46,20 @@ def test_missing_inputs_name_the_stage_to_run(tmp_path):
     with pytest.raises(PipelineError, match=r"run `dvc repro train` first"):
         load_model(tmp_path / "model.npz")
     with pytest.raises(PipelineError, match=r"run `dvc repro train` first"):
-        read_history(tmp_path / "history.csv")
+        read_columns(tmp_path / "history.csv", made_by="train")
     save_arrays(tmp_path / "not-a-model.npz", images=np.zeros(3))
-    with pytest.raises(PipelineError, match="not a model saved by this project"):
+    with pytest.raises(
+        PipelineError, match=r"not a model saved by this project.*dvc repro -f train"
+    ):
         load_model(tmp_path / "not-a-model.npz")
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
+    with pytest.raises(PipelineError, match=r"garbage\.npz is unreadable"):
+        load_model(tmp_path / "garbage.npz")
 
 
-def test_pyfunc_input_is_checked_and_probabilities_sum_to_one():
-    network = MLP.create((784, 8, 10), rng=np.random.default_rng(1))
-    frame = predictions_frame(network, as_images(np.zeros(784), 784))  # one flat image
-    assert list(frame.columns) == ["digit"] + [f"p{d}" for d in range(10)]
-    assert frame.iloc[0, 1:].sum() == pytest.approx(1.0, abs=1e-6)
-    with pytest.raises(ValueError, match=r"rows of 784 pixel values \(N×784\), got shape \(2, 28"):
-        as_images(np.zeros((2, 28, 28)), 784)
+def test_a_saved_model_loads_back_identical(tmp_path):
+    network = MLP.create((784, 16, 10), rng=np.random.default_rng(0))
+    save_arrays(tmp_path / "model.npz", **model_to_arrays(network))
+    loaded = load_model(tmp_path / "model.npz")
+    for ours, theirs in zip(loaded.params(), network.params(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)

@@ -1,22 +1,22 @@
-"""Optimizers and schedules against steps computed by hand."""
+"""Optimizers against steps computed by hand and Adam written out from the paper."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 
-from pipeline.nn import make_optimizer, make_schedule
-from pipeline.nn.optim import FLUSH_EVERY
+from pipeline.nn import make_optimizer, optimizers
+from pipeline.nn.optimizers import BLOCK_ELEMENTS, FLUSH_EVERY
 
 
-def run_steps(name, grads, lr=0.1, **kwargs):
+def run_steps(name, grads, lr=0.1, lrs=None, **settings):
+    """Steps on W = [1, -2] (gradients `grads`) and b = [0.5] (gradient 1 each step)."""
     weight, bias = np.array([1.0, -2.0]), np.array([0.5])
-    optimizer = make_optimizer(name, [weight, bias], **kwargs)
-    for grad in grads:
-        scale = optimizer.gradient_scale(lr)  # the model hands over scale·∇
-        optimizer.step([scale * np.array(grad, dtype=float), np.array([scale])], lr)
+    optimizer = make_optimizer([weight, bias], name=name, lr=lr, **settings)
+    for step, grad in enumerate(grads):
+        if lrs is not None:
+            optimizer.lr = lrs[step]  # as the training loop does from the schedule
+        optimizer.step([np.array(grad, dtype=float), np.array([1.0])])
     return weight, bias
 
 
@@ -27,9 +27,10 @@ def test_plain_gradient_descent():
 
 
 def test_momentum_accumulates_velocity():
-    weight, _ = run_steps("sgd", [[1.0, 0.0], [1.0, 0.0]], momentum=0.9)
+    weight, bias = run_steps("sgd", [[1.0, 0.0], [1.0, 0.0]], momentum=0.9)
     # v1 = 1, p = 1 - 0.1; v2 = 0.9 + 1 = 1.9, p = 0.9 - 0.19
     np.testing.assert_allclose(weight, [0.71, -2.0])
+    np.testing.assert_allclose(bias, [0.5 - 0.1 - 0.19])
 
 
 def test_nesterov_looks_ahead():
@@ -40,11 +41,8 @@ def test_nesterov_looks_ahead():
 
 def test_momentum_follows_a_changing_learning_rate():
     # PyTorch's rule with lr 0.1 then 0.01: v1 = 1, p = 1 - 0.1; v2 = 1.9, p -= 0.01·1.9
-    weight, bias = np.array([1.0]), np.array([0.0])
-    optimizer = make_optimizer("sgd", [weight, bias], momentum=0.9)
-    for lr in (0.1, 0.01):
-        optimizer.step([np.array([lr]), np.array([0.0])], lr)
-    np.testing.assert_allclose(weight, [1 - 0.1 - 0.019])
+    weight, _ = run_steps("sgd", [[1.0, 0.0], [1.0, 0.0]], momentum=0.9, lrs=[0.1, 0.01])
+    np.testing.assert_allclose(weight, [1 - 0.1 - 0.019, -2.0])
 
 
 def test_l2_weight_decay_applies_to_weights_not_biases():
@@ -53,9 +51,9 @@ def test_l2_weight_decay_applies_to_weights_not_biases():
     np.testing.assert_allclose(bias, [0.4])  # only its gradient 1.0
 
 
-def adam_reference(grads, lr, weight_decay=0.0, decoupled=False, b1=0.9, b2=0.999, eps=1e-8):
+def adam_reference(grads, lrs, weight_decay=0.0, decoupled=False, b1=0.9, b2=0.999, eps=1e-8):
     p, m, v = np.array([1.0, -2.0]), np.zeros(2), np.zeros(2)
-    for t, g in enumerate(grads, start=1):
+    for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
         g = np.array(g, dtype=float)
         if decoupled:
             p = p - lr * weight_decay * p
@@ -69,48 +67,58 @@ def adam_reference(grads, lr, weight_decay=0.0, decoupled=False, b1=0.9, b2=0.99
 
 
 GRADS = [[0.5, -1.0], [0.3, 2.0], [-0.2, 0.1]]
+LRS = [0.01, 0.005, 0.002]
 
 
 def test_adam_matches_the_paper_with_bias_correction():
-    weight, _ = run_steps("adam", GRADS, lr=0.01)
-    np.testing.assert_allclose(weight, adam_reference(GRADS, 0.01), rtol=1e-7)
+    weight, _ = run_steps("adam", GRADS, lrs=LRS)
+    np.testing.assert_allclose(weight, adam_reference(GRADS, LRS), rtol=1e-7)
+    other, _ = run_steps("adam", GRADS, lrs=LRS, beta1=0.5, beta2=0.9, eps=1e-3)
+    expected = adam_reference(GRADS, LRS, b1=0.5, b2=0.9, eps=1e-3)
+    np.testing.assert_allclose(other, expected, rtol=1e-7)
 
 
 def test_adam_l2_and_adamw_decoupled_decay_differ_as_defined():
-    adam, _ = run_steps("adam", GRADS, lr=0.01, weight_decay=0.1)
-    adamw, _ = run_steps("adamw", GRADS, lr=0.01, weight_decay=0.1)
-    np.testing.assert_allclose(adam, adam_reference(GRADS, 0.01, 0.1), rtol=1e-7)
-    np.testing.assert_allclose(adamw, adam_reference(GRADS, 0.01, 0.1, decoupled=True), rtol=1e-7)
+    adam, _ = run_steps("adam", GRADS, lrs=LRS, weight_decay=0.1)
+    adamw, _ = run_steps("adamw", GRADS, lrs=LRS, weight_decay=0.1)
+    np.testing.assert_allclose(adam, adam_reference(GRADS, LRS, 0.1), rtol=1e-7)
+    expected = adam_reference(GRADS, LRS, 0.1, decoupled=True)
+    np.testing.assert_allclose(adamw, expected, rtol=1e-7)
     assert not np.allclose(adam, adamw)
 
 
-def test_schedules():
-    assert [make_schedule("constant", 0.1, 5)(e) for e in (0, 4)] == [0.1, 0.1]
-    step = make_schedule("step", 1.0, 30, step_size=10, gamma=0.5)
-    assert [step(e) for e in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
-    cosine = make_schedule("cosine", 1.0, 10, min_lr=0.1)
-    assert cosine(0) == 1.0
-    assert cosine(5) == pytest.approx(0.55)
-    assert cosine(9) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.9)))
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_updates_in_blocks_equal_one_whole_update(name, monkeypatch):
+    rows = 3 * BLOCK_ELEMENTS // 100 + 7  # several blocks of 100-wide rows, the last partial
+    rng = np.random.default_rng(0)
+    start, grads = rng.normal(size=(rows, 100)), [rng.normal(size=(rows, 100)) for _ in range(3)]
+    settings = {"momentum": 0.9} if name == "sgd" else {}
+    results = []
+    for block_elements in (BLOCK_ELEMENTS, rows * 100):  # blocks, then one block of all rows
+        monkeypatch.setattr(optimizers, "BLOCK_ELEMENTS", block_elements)
+        param = start.copy()
+        optimizer = make_optimizer([param], name=name, lr=0.01, **settings)
+        for grad in grads:
+            optimizer.step([grad.copy()])
+        results.append(param)
+    np.testing.assert_array_equal(results[0], results[1])
+    assert not np.array_equal(results[0], start)
 
 
 def test_unknown_names_are_rejected():
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
-        make_optimizer("rmsprop", [])
-    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
-        make_schedule("linear", 0.1, 3)
+        make_optimizer([], name="rmsprop", lr=0.1)
 
 
 def test_subnormal_state_is_flushed_to_zero():
     # A velocity decaying under zero gradients reaches the subnormals (|v| < 1.2e-38 in
     # float32) by step 7; every operation on those is ~100× slower, so they are zeroed.
     weight, bias = np.zeros(1, dtype=np.float32), np.zeros(1, dtype=np.float32)
-    optimizer = make_optimizer("sgd", [weight, bias], momentum=0.5)
-    grads = [np.array([1e-36], dtype=np.float32), np.zeros(1, dtype=np.float32)]
-    optimizer.step(grads, 1.0)
+    optimizer = make_optimizer([weight, bias], name="sgd", lr=1.0, momentum=0.5)
+    optimizer.step([np.array([1e-36], dtype=np.float32), np.zeros(1, dtype=np.float32)])
     velocity = optimizer.state[0][0]
     for _ in range(FLUSH_EVERY - 2):
-        optimizer.step([np.zeros(1, dtype=np.float32)] * 2, 1.0)
+        optimizer.step([np.zeros(1, dtype=np.float32)] * 2)
     assert 0 < velocity[0] < np.finfo(np.float32).tiny  # subnormal, not yet flushed
-    optimizer.step([np.zeros(1, dtype=np.float32)] * 2, 1.0)
+    optimizer.step([np.zeros(1, dtype=np.float32)] * 2)
     assert velocity[0] == 0

@@ -17,7 +17,7 @@ def test_saved_arrays_round_trip_and_bad_files_are_named(tmp_path):
         loaded = model_from_arrays(arrays, "m.npz")
     assert loaded.sizes == (784, 12, 7, 10) and loaded.activation == "tanh"
     np.testing.assert_array_equal(loaded.logits(x), model.logits(x))
-    with pytest.raises(ModelFormatError, match="data.npz is not a model saved by this project"):
+    with pytest.raises(ModelFormatError, match=r"data\.npz is not a model saved by this project"):
         model_from_arrays({"images": x}, "data.npz")
     arrays = model_to_arrays(model)
     arrays["W2"] = arrays["W2"][:, :3]

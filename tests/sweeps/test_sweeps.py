@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import QUICK, project_with_data, run
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:

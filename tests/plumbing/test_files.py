@@ -1,0 +1,52 @@
+"""Atomic writes leave the old file or the new one, never a part; arrays load without pickle."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.files import (
+    atomic_path,
+    file_sha256,
+    load_arrays,
+    read_columns,
+    save_arrays,
+    write_json,
+    write_text,
+)
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    target = tmp_path / "out" / "metrics.json"
+    write_json(target, {"accuracy": 0.5})
+    before = target.read_bytes()
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]
+    write_text(target, "new\n")
+    assert target.read_text() == "new\n"
+
+
+def test_arrays_round_trip_and_missing_or_broken_files_name_the_stage(tmp_path):
+    path = tmp_path / "train.npz"
+    save_arrays(path, images=np.eye(3, dtype=np.float32), labels=np.arange(3, dtype=np.uint8))
+    loaded = load_arrays(path, ("images", "labels"), made_by="split")
+    np.testing.assert_array_equal(loaded["images"], np.eye(3))
+    assert file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(PipelineError, match=r"lacks arrays \['dev'\]: re-run `dvc repro -f split`"):
+        load_arrays(path, ("images", "dev"), made_by="split")
+    with pytest.raises(PipelineError, match=r"missing: run `dvc repro split` first"):
+        load_arrays(tmp_path / "absent.npz", ("images",), made_by="split")
+
+
+def test_columns_of_a_csv_are_float_arrays(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n1,0.5\n2,0.25\n")
+    columns = read_columns(path, made_by="train")
+    assert list(columns) == ["epoch", "loss"]
+    np.testing.assert_array_equal(columns["loss"], [0.5, 0.25])

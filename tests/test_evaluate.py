@@ -1,0 +1,36 @@
+"""The evaluate stage as a user runs it (`python -m pipeline.evaluate`), in a project copy."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import QUICK, project_with_data, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A project copy of this test's own, with split and test data."""
+    return project_with_data(tmp_path / "project")
+
+
+def test_evaluate_logs_a_complete_new_run_when_the_training_run_is_gone(
+    project, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'trained.db'}")
+    run([sys.executable, "-m", "pipeline.train", *QUICK], project)
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"  # as if mlflow.db had been deleted
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh)
+    result = run([sys.executable, "-m", "pipeline.evaluate", *QUICK], project)
+    assert "not in the store; logging a new one" in result.stdout
+    client = mlflow.MlflowClient(fresh)
+    (logged,) = client.search_runs(["1"])
+    assert logged.info.status == "FINISHED" and logged.data.params["model.hidden"] == "[16]"
+    curve = client.get_metric_history(logged.info.run_id, "dev/accuracy")
+    assert [m.step for m in curve] == [1, 2]
+    assert {"test/accuracy", "model/dev_accuracy", "train/seconds"} <= set(logged.data.metrics)

@@ -1,0 +1,53 @@
+"""The train stage as a user runs it (`python -m pipeline.train`), in a project copy: tracking
+on, off, unreachable, and interrupted."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import QUICK, project_with_data, run, sigterm_after
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A project copy of this test's own, with split and test data."""
+    return project_with_data(tmp_path / "project")
+
+
+def test_an_unreachable_server_stops_train_before_training(project):
+    with socket.socket() as probe:  # a local port with nothing listening on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "pipeline.train", *QUICK, f"tracking.uri={uri}"]
+    result = run(args, project, check=False)
+    assert result.returncode == 1
+    assert f"train: error: cannot use the MLflow store {uri}" in result.stderr
+    assert "tracking.enabled=false" in result.stderr  # the way out is named
+    assert "epoch" not in result.stderr  # no training started
+    assert not (project / "models" / "model.npz").exists()
+
+
+def test_tracking_off_imports_and_logs_nothing(project, mlflow_store):
+    args = [sys.executable, "-m", "pipeline.train", *QUICK, "tracking.enabled=false"]
+    run(args, project)
+    experiments = mlflow.MlflowClient(mlflow_store).search_experiments()
+    assert [e.name for e in experiments] == ["Default"]  # the empty store, untouched
+    assert (project / "reports" / "mlflow_run.json").read_text().strip() == '{\n  "run_id": null\n}'
+
+
+def test_sigterm_mid_training_ends_the_run_killed(project, mlflow_store):
+    args = [sys.executable, "-m", "pipeline.train", "model.hidden=[256]", "train.epochs=100000"]
+    status, stderr = sigterm_after(args, project, "dev_acc")  # once an epoch was logged
+    assert status == 130, stderr
+    (killed,) = mlflow.MlflowClient(mlflow_store).search_runs(["1"])
+    assert killed.info.status == "KILLED"
+    assert "SIGTERM" in killed.data.tags["error"]
+    assert len(mlflow.MlflowClient(mlflow_store).get_metric_history(killed.info.run_id, "dev/loss"))

@@ -1,0 +1,34 @@
+"""The store: created on first use, or one clear error naming it and the way out."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from pipeline.plumbing.schema import TrackingConfig
+from pipeline.tracking.store import TrackingError, open_store, store_uri
+
+
+def tracking(uri=None) -> TrackingConfig:
+    return TrackingConfig(True, uri, "tests", None, "pipeline", False)
+
+
+def test_an_unwritable_store_location_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(TrackingError, match="cannot use the MLflow store"):
+        open_store(tracking(f"sqlite:///{blocker / 'mlflow.db'}"))
+
+
+def test_a_new_store_is_created_with_the_experiment(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+    experiment_id = open_store(tracking(uri))
+    assert mlflow.MlflowClient(uri).get_experiment(experiment_id).name == "tests"
+    assert open_store(tracking(uri)) == experiment_id  # found, not created twice
+
+
+def test_the_store_defaults_to_mlflow_db_at_the_dvc_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    assert store_uri(tracking()) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert store_uri(tracking("http://127.0.0.1:5000")) == "http://127.0.0.1:5000"
