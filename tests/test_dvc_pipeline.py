@@ -1,6 +1,9 @@
 """Integration: the real dvc.yaml run by real `dvc` in a temporary git repository, on a local
 directory of synthetic IDX files (the data group and its hashes overridden in conf/), logging to
-the project's own MLflow store (mlflow.db at the root, found through $DVC_ROOT)."""
+the project's own MLflow store (mlflow.db at the root, found through $DVC_ROOT).
+
+The pipeline is reproduced once per module (`reproduced`); a test that changes anything works
+on a copy of its own (`project`), so the tests hold in any order."""
 
 from __future__ import annotations
 
@@ -9,15 +12,18 @@ import hashlib
 import json
 import re
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pipeline.config import flatten
-from pipeline.nn import MLP
+from pipeline.nn import model_from_arrays
+from pipeline.plumbing.config import flatten
 from tests.conftest import copy_project, run, write_synthetic_mnist
+
+pytestmark = pytest.mark.slow
 
 ALL_STAGES = ["check_params", "fetch", "normalise", "split", "train", "evaluate"]
 
@@ -56,7 +62,7 @@ def edited_config(project: Path, old: str, new: str):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, mlflow_template) -> Path:
+def reproduced(tmp_path_factory, mlflow_template) -> Path:
     """A copy of the project whose data group points at synthetic files, reproduced once."""
     root = tmp_path_factory.mktemp("dvc")
     source = write_synthetic_mnist(root / "source")
@@ -76,16 +82,42 @@ def project(tmp_path_factory, mlflow_template) -> Path:
     config.write_text(text)
     model = project / "conf" / "model" / "mlp.yaml"
     model.write_text(model.read_text().replace("hidden: [512, 512]", "hidden: [32]"))
-    run([sys.executable, "-m", "pipeline.config", "compose"], project)
+    run([sys.executable, "-m", "pipeline.params", "compose"], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "synthetic project"], project)
     shutil.copy(mlflow_template, project / "mlflow.db")  # git-ignored, like the real one
     first = dvc(["repro"], project)
     assert ran_stages(first.stdout) == ALL_STAGES
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "reproduced"], project)
     return project
 
 
-def test_repro_produces_every_output_in_the_project(project):
+def move_store(database: Path, old_root: Path, new_root: Path) -> None:
+    """Point the absolute artifact paths an MLflow SQLite store records at a moved project."""
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        for (table,) in tables.fetchall():
+            for column in connection.execute(f"PRAGMA table_info('{table}')").fetchall():
+                name, kind = column[1], column[2].upper()
+                if kind.startswith(("VARCHAR", "TEXT")):
+                    connection.execute(
+                        f'UPDATE "{table}" SET "{name}" = replace("{name}", ?, ?)',
+                        (str(old_root), str(new_root)),
+                    )
+
+
+@pytest.fixture
+def project(reproduced, tmp_path) -> Path:
+    """A copy of the reproduced project (git repo, DVC cache, outputs, MLflow store and
+    artifacts) of this test's own."""
+    copy = Path(shutil.copytree(reproduced, tmp_path / "project", symlinks=True))
+    move_store(copy / "mlflow.db", reproduced, copy)
+    return copy
+
+
+def test_repro_produces_every_output_in_the_project(reproduced):
+    project = reproduced
     raw = sorted(p.name for p in (project / "data" / "raw").iterdir())
     assert raw == [
         "t10k-images-idx3-ubyte",
@@ -113,15 +145,32 @@ def test_second_repro_does_nothing(project):
     assert "Data and pipelines are up to date" in again.stdout
 
 
-def test_changing_the_split_seed_reruns_only_split(project):
+def test_changing_the_split_seed_reruns_split_and_what_follows(project):
     before = dev_rows(project)
     with edited_config(project, "seed: ${seed}", "seed: 3"):
-        run([sys.executable, "-m", "pipeline.config", "compose"], project)
+        run([sys.executable, "-m", "pipeline.params", "compose"], project)
         result = dvc(["repro"], project)
         assert ran_stages(result.stdout) == ["check_params", "split", "train", "evaluate"]
         assert not np.array_equal(dev_rows(project), before)
-    run([sys.executable, "-m", "pipeline.config", "compose"], project)
-    dvc(["repro"], project)
+
+
+def test_tracking_settings_retrain_nothing(project):
+    tracking = project / "conf" / "tracking" / "mlflow.yaml"
+    tracking.write_text(tracking.read_text().replace("mnist-from-scratch", "renamed"))
+    run([sys.executable, "-m", "pipeline.params", "compose"], project)
+    result = dvc(["repro"], project)
+    assert ran_stages(result.stdout) == ["check_params"]
+
+
+def test_a_change_to_the_forward_pass_reruns_train_and_evaluate(project):
+    model = project / "pipeline" / "nn" / "model.py"
+    model.write_text(model.read_text() + "\n# an edit\n")
+    result = dvc(["repro", "--dry"], project)
+    assert ran_stages(result.stdout) == ["train", "evaluate"]
+    reporting = project / "pipeline" / "evaluation" / "figures.py"
+    run(["git", "checkout", "--", "pipeline/nn/model.py"], project)
+    reporting.write_text(reporting.read_text() + "\n# an edit\n")
+    assert ran_stages(dvc(["repro", "--dry"], project).stdout) == ["evaluate"]
 
 
 def test_stale_params_fail_repro_and_name_the_fix(project):
@@ -135,13 +184,28 @@ def test_stale_params_fail_repro_and_name_the_fix(project):
 
 
 def test_exp_run_with_an_override_runs_on_the_composed_params(project):
+    client = project_client(project)
+    aliased = client.get_model_version_by_alias("mnist-mlp", "pipeline")
     result = dvc(["exp", "run", "-S", "split.dev_size=40", "-n", "dev40"], project)
     assert "split: 260 train and 40 dev examples" in result.stdout
     assert dev_rows(project).shape == (40, 784)
-    runs = project_client(project).search_runs(["1"], "tags.`dvc.exp_name` = 'dev40'")
+    runs = client.search_runs(["1"], "tags.`dvc.exp_name` = 'dev40'")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.params["split.dev_size"] == "40"
     assert "test/accuracy" in runs[0].data.metrics  # evaluate logged into the same run
+    # An experiment logs its model but neither registers it nor moves the alias.
+    assert client.search_model_versions(f"run_id = '{runs[0].info.run_id}'") == []
+    assert client.get_model_version_by_alias("mnist-mlp", "pipeline").version == aliased.version
+    shown = dvc(["exp", "show", "--no-pager", "--csv"], project).stdout
+    assert "split.dev_size" in shown and ",40," in shown
+    # One command makes the experiment's model the one the alias names.
+    promoted = run(
+        [sys.executable, "-m", "pipeline.runs", "promote", runs[0].info.run_id], project,
+        unset=("MLFLOW_TRACKING_URI",),
+    )  # fmt: skip
+    assert "models:/mnist-mlp@pipeline is now version" in promoted.stdout
+    now = client.get_model_version_by_alias("mnist-mlp", "pipeline")
+    assert now.run_id == runs[0].info.run_id
 
 
 def test_queued_experiments_log_to_the_real_root_store(project):
@@ -159,10 +223,11 @@ def test_queued_experiments_log_to_the_real_root_store(project):
     assert "lr0.002" in shown and "lr0.0005" in shown
 
 
-def test_the_pipeline_run_is_one_complete_mlflow_run(project, tmp_path):
+def test_the_pipeline_run_is_one_complete_mlflow_run(reproduced, tmp_path):
     import mlflow
     import yaml
 
+    project = reproduced
     run_id = json.loads((project / "reports" / "mlflow_run.json").read_text())["run_id"]
     client = project_client(project)
     logged = client.get_run(run_id)
@@ -172,7 +237,7 @@ def test_the_pipeline_run_is_one_complete_mlflow_run(project, tmp_path):
     assert set(logged.data.params) == set(params)
     assert logged.data.params["model.hidden"] == "[32]"
     tags = logged.data.tags
-    commit = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    commit = run(["git", "rev-parse", "HEAD~1"], project).stdout.strip()  # before "reproduced"
     assert tags["pipeline.kind"] == "pipeline" and tags["mlflow.source.git.commit"] == commit
     split_bytes = (project / "data" / "split" / "train.npz").read_bytes()
     assert tags["data.train.sha256"] == hashlib.sha256(split_bytes).hexdigest()
@@ -192,27 +257,26 @@ def test_the_pipeline_run_is_one_complete_mlflow_run(project, tmp_path):
     (version,) = client.search_model_versions(f"run_id = '{run_id}'")
     newest = max(int(v.version) for v in client.search_model_versions("name = 'mnist-mlp'"))
     alias = client.get_model_version_by_alias("mnist-mlp", "pipeline")
-    assert int(alias.version) == newest  # the alias follows the newest pipeline model
+    assert int(alias.version) == newest == int(version.version)  # `dvc repro` moved it
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     model_uri = f"models:/mnist-mlp/{version.version}"
     model = mlflow.pyfunc.load_model(model_uri)
     # The model carries its code, so it loads where `pipeline` is not importable.
     files = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path)))
-    assert (files / "code" / "pipeline" / "serving.py").is_file()
+    assert (files / "code" / "pipeline" / "serving" / "pyfunc.py").is_file()
     with np.load(project / "data" / "normalised" / "test.npz") as test:
         images = test["images"]
     with np.load(project / "models" / "model.npz", allow_pickle=False) as arrays:
-        network = MLP.from_arrays(arrays)
+        network = model_from_arrays(arrays)
     predicted = model.predict(images)
     np.testing.assert_array_equal(predicted["digit"].to_numpy(), network.predict(images))
     np.testing.assert_allclose(
         predicted[[f"p{d}" for d in range(10)]].to_numpy(), network.probabilities(images), rtol=1e-6
     )
-    shown = run(["dvc", "exp", "show", "--no-pager", "--csv"], project).stdout
-    assert "split.dev_size" in shown and ",40," in shown
 
 
-def test_plots_show_curves_confusion_and_figures(project):
+def test_plots_show_curves_confusion_and_figures(reproduced):
+    project = reproduced
     plots = json.loads(dvc(["plots", "show", "--json"], project).stdout)["data"]
     assert {"loss", "accuracy", "confusion"} <= set(plots)
     assert all(plots[name][0]["type"] == "vega" for name in ("loss", "accuracy", "confusion"))
