@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv dev repro params check-params test test-fast lint format lock clean-venv dag ui sweep \
+.PHONY: help venv dev repro params check-params test test-fast mutants lint format lock clean-venv dag ui sweep \
 	stale-runs promote
 
 help:  ## list the targets
@@ -66,6 +66,9 @@ test: $(DEV_STAMP)  ## build the environment with dev tools, then run every test
 
 test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps): under a minute
 	$(BIN)/pytest -m "not slow"
+
+mutants: $(DEV_STAMP)  ## mutation check of the numpy core: every mutant must fail a fast test
+	$(BIN)/python tests/mutants.py
 
 lint: $(DEV_STAMP)  ## ruff lint and format check, and the import layers (import-linter)
 	$(BIN)/ruff check .

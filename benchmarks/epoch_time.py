@@ -65,12 +65,13 @@ def epoch_gemm_flops(width: int, examples: int) -> float:
 def ours_epoch_seconds(x, y, width, batch, epochs) -> float:
     rng = np.random.default_rng(0)
     model = MLP.create((784, width, 10), "relu", "he", rng)
-    optimizer = make_optimizer("sgd", model.params(), momentum=0.9)
+    optimizer = make_optimizer(model.params(), name="sgd", lr=0.01, momentum=0.9)
+    schedule = make_schedule(name="constant", base_lr=0.01, epochs=1)
     times = []
     for _ in range(epochs + 1):
         result = fit(
-            model, x, y, x[:batch], y[:batch], optimizer=optimizer,
-            schedule=make_schedule("constant", 0.01, 1), epochs=1, batch_size=batch, rng=rng,
+            model, x, y, x[:batch], y[:batch], optimizer=optimizer, schedule=schedule,
+            epochs=1, batch_size=batch, rng=rng,
         )  # fmt: skip
         times.append(result.history[0].seconds)
     return statistics.median(times[1:])

@@ -109,23 +109,23 @@ class MLP:
         m = a.shape[1]
         keep_scale = self.dtype.type(1.0 / (1.0 - dropout)) if dropout else None
         inputs, activations, masks = [], [], []
+        last = len(self.weights) - 1
         for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             inputs.append(a)
             z = np.matmul(w, a, out=buffer(scratch, ("z", layer), (len(w), m), self.dtype))
             z += b
-            if layer == len(self.weights) - 1:
-                return ForwardPass(z, inputs, activations, masks)
+            if layer == last:
+                break
             a = g(z)  # in place: every g' can be read from A alone
             activations.append(a)
             if dropout:
                 mask = buffer(scratch, ("mask", layer), a.shape, self.dtype)
                 rng.random(dtype=self.dtype, out=mask)
                 np.multiply(mask >= dropout, keep_scale, out=mask)
-                a = np.multiply(
-                    a, mask, out=buffer(scratch, ("dropped", layer), a.shape, self.dtype)
-                )
+                dropped = buffer(scratch, ("dropped", layer), a.shape, self.dtype)
+                a = np.multiply(a, mask, out=dropped)
                 masks.append(mask)
-        raise AssertionError("unreachable: an MLP has at least one layer")
+        return ForwardPass(z, inputs, activations, masks)
 
     def backward(self, passed: ForwardPass, dz: np.ndarray, scratch: dict | None = None):
         """The gradients [dW¹, db¹, …] (in the order of `params()`) from dZᴸ, which must

@@ -57,7 +57,7 @@ def failures_reach_parent(active: bool) -> Iterator[None]:
     try:
         yield
     except (Exception, KeyboardInterrupt) as error:
-        import mlflow
+        import mlflow  # here, not at the top: see the module docstring
 
         from pipeline.tracking.runs import failure_status
 
@@ -71,7 +71,7 @@ def failures_reach_parent(active: bool) -> Iterator[None]:
 
 def best_child(parent_id: str) -> tuple[Any | None, int]:
     """The finished child with the highest selection metric, and how many children finished."""
-    import mlflow
+    import mlflow  # here, not at the top: see the module docstring
 
     client = mlflow.MlflowClient()
     experiment_id = client.get_run(parent_id).info.experiment_id
@@ -97,7 +97,7 @@ class SweepRuns(Callback):
     """Opens the parent run before the jobs and summarises it after them."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        import mlflow
+        import mlflow  # here, not at the top: see the module docstring
 
         from pipeline.tracking.runs import Run
         from pipeline.tracking.store import open_store
@@ -128,7 +128,7 @@ class SweepRuns(Callback):
         print(f"sweep: MLflow parent run {run.run_id} in {tracking.experiment}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from pipeline.tracking.runs import Run
+        from pipeline.tracking.runs import Run  # here, not at the top: see the module docstring
 
         parent = parent_run_id()
         if parent is None:

@@ -89,17 +89,58 @@ def test_early_stopping_restores_the_best_weights(tiny_images):
     x, y = tiny_images
     noisy = np.random.default_rng(0).integers(0, 10, len(y))  # dev accuracy cannot keep rising
     model = small_model(x)
+    snapshots = {}  # the weights after each epoch, as on_epoch sees them
+
+    def after_epoch(record):
+        snapshots[record.epoch] = [p.copy() for p in model.params()]
+
     result = fit(
         model, x, y, x[:100], noisy[:100],
         optimizer=make_optimizer(model.params(), name="adam", lr=1e-2),
         schedule=make_schedule(name="constant", base_lr=1e-2, epochs=40), epochs=40,
-        batch_size=32, rng=np.random.default_rng(0), patience=3,
+        batch_size=32, rng=np.random.default_rng(0), patience=3, on_epoch=after_epoch,
     )  # fmt: skip
     assert result.stopped_early and result.restored_best
+    assert sorted(snapshots) == [r.epoch for r in result.history]
+    for param, best in zip(model.params(), snapshots[result.best_epoch], strict=True):
+        np.testing.assert_array_equal(param, best)
     assert len(result.history) == result.best_epoch + 3
     assert loss_and_accuracy(model, x[:100], noisy[:100])[1] == result.best.dev_accuracy
     assert result.best.dev_accuracy == max(r.dev_accuracy for r in result.history)
     assert result.kept is result.best
+
+
+def test_every_example_counts_once_in_an_epochs_scores(tiny_images):
+    x, y = tiny_images
+    x, y = x[:70].astype(np.float64), y[:70]
+    model = MLP.create((784, 8, 10), "relu", "he", np.random.default_rng(0), np.float64)
+    logits = model.logits(x).T.copy()
+    loss, _ = softmax_cross_entropy(logits.copy(), y)
+    seen = []
+    result = fit(  # lr 0: the weights stay, so every batch is scored by the same network
+        model, x, y, x[:30], y[:30], optimizer=make_optimizer(model.params(), name="sgd", lr=0.0),
+        schedule=make_schedule(name="constant", base_lr=0.0, epochs=1), epochs=1,
+        batch_size=16, rng=np.random.default_rng(0), on_epoch=seen.append,
+    )  # fmt: skip
+    (record,) = result.history
+    assert seen == [record]
+    assert record.train_loss == pytest.approx(loss, rel=1e-12)
+    assert record.train_accuracy == np.mean(logits.argmax(axis=0) == y)
+    assert 0 <= record.seconds < 60
+
+
+def test_a_non_finite_training_loss_stops_at_once(tiny_images):
+    x, y = tiny_images
+    x = x.copy()
+    x[5, 0] = np.nan
+    model = small_model(x)
+    optimizer = make_optimizer(model.params(), name="sgd", lr=0.1)
+    with pytest.raises(TrainingDiverged, match=r"diverged at epoch 1 \(loss nan\)"):
+        fit(
+            model, x, y, x[:20], y[:20], optimizer=optimizer,
+            schedule=make_schedule(name="constant", base_lr=0.1, epochs=1), epochs=1,
+            batch_size=None, rng=np.random.default_rng(0),
+        )  # fmt: skip
 
 
 def test_divergence_names_epoch_and_learning_rate(tiny_images):
@@ -112,3 +153,27 @@ def test_divergence_names_epoch_and_learning_rate(tiny_images):
             schedule=make_schedule(name="constant", base_lr=1e20, epochs=3), epochs=3,
             batch_size=None, rng=np.random.default_rng(0),
         )  # fmt: skip
+
+
+def test_a_non_finite_dev_loss_is_divergence_too(tiny_images):
+    x, y = tiny_images
+    x_dev = x[:20].copy()
+    x_dev[0, 0] = np.inf  # finite training, an infinite dev score
+    model = small_model(x)
+    with pytest.raises(TrainingDiverged, match=r"diverged at epoch 1 \(dev loss nan\)"):
+        fit(
+            model, x, y, x_dev, y[:20],
+            optimizer=make_optimizer(model.params(), name="adam", lr=1e-3),
+            schedule=make_schedule(name="constant", base_lr=1e-3, epochs=2), epochs=2,
+            batch_size=32, rng=np.random.default_rng(0),
+        )  # fmt: skip
+
+
+def test_random_shifts_change_what_is_trained_and_nothing_else_does(tiny_images):
+    x, y = tiny_images
+    plain, shifted, again = (small_model(x) for _ in range(3))
+    adam_fit(plain, x, y, epochs=1)
+    adam_fit(shifted, x, y, epochs=1, max_shift=2)
+    adam_fit(again, x, y, epochs=1)
+    assert not np.array_equal(plain.weights[0], shifted.weights[0])
+    assert np.array_equal(plain.weights[0], again.weights[0])

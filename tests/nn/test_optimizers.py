@@ -122,3 +122,12 @@ def test_subnormal_state_is_flushed_to_zero():
     assert 0 < velocity[0] < np.finfo(np.float32).tiny  # subnormal, not yet flushed
     optimizer.step([np.zeros(1, dtype=np.float32)] * 2)
     assert velocity[0] == 0
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_weight_decay_shrinks_every_layers_weights_and_no_bias(name):
+    params = [np.full((2, 3), 1.0), np.full((2, 1), 1.0), np.full((1, 2), 1.0), np.ones((1, 1))]
+    optimizer = make_optimizer(params, name=name, lr=0.1, weight_decay=0.5)
+    optimizer.step([np.zeros_like(p) for p in params])
+    assert np.all(params[0] < 1) and np.all(params[2] < 1)  # W¹ and W² decay
+    assert np.all(params[1] == 1) and np.all(params[3] == 1)  # b¹ and b² do not
