@@ -1,16 +1,15 @@
 """What each speed measure of the numpy core is worth: seconds per epoch with it and without.
 
 The default network (784-512-512-10, ReLU, dropout 0.2, batch 128) trains on 50,000 random
-examples with each optimizer; every measure is switched off in turn:
+examples with each optimizer; each measure is switched off in turn:
 
     blocks     optimizer updates in cache-sized blocks of rows (pipeline/nn/optimizers.py)
     flush      subnormal optimizer state flushed to zero every 16 steps (same file)
-    scratch    activation and gradient buffers reused between steps (pipeline/nn/model.py)
 
 and, apart, the bias gradient db = (1/m)·Σ dZ as a matmul with a column of ones against
-dZ.sum(axis=1). Prints the median seconds per epoch of the timed epochs (after a warm-up).
-Switching a measure off changes no result except `flush` (subnormals become exact zeros) and
-the db sum (another summation order), which is why those two are kept only for their speed.
+dZ.sum(axis=1) (pipeline/nn/model.py). Prints the median seconds per epoch of the timed epochs
+(after a warm-up). A measure stays in the core only while this shows it matters; reusing the
+activation and gradient buffers between steps was dropped when it gained under 3%.
 
     python benchmarks/speed_tricks.py [--epochs 3] [--optimizers adam sgd]
 """
@@ -26,23 +25,17 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pipeline.nn import MLP, fit, make_optimizer, make_schedule, model, optimizers
+from pipeline.nn import MLP, fit, make_optimizer, make_schedule, optimizers
 
 SETTINGS = {"adam": {"lr": 1e-3}, "sgd": {"lr": 0.05, "momentum": 0.9}}
 
 
-def fresh_buffer(scratch, key, shape, dtype):
-    return np.empty(shape, dtype=dtype)
-
-
 def epoch_seconds(name: str, epochs: int, x, y, switched_off: str | None) -> float:
-    saved = (optimizers.BLOCK_ELEMENTS, optimizers.FLUSH_EVERY, model.buffer)
+    saved = (optimizers.BLOCK_ELEMENTS, optimizers.FLUSH_EVERY)
     if switched_off == "blocks":
         optimizers.BLOCK_ELEMENTS = 1 << 26  # one block: the whole array
     elif switched_off == "flush":
         optimizers.FLUSH_EVERY = 1 << 40
-    elif switched_off == "scratch":
-        model.buffer = fresh_buffer
     try:
         rng = np.random.default_rng(0)
         network = MLP.create((784, 512, 512, 10), "relu", "he", rng)
@@ -57,7 +50,7 @@ def epoch_seconds(name: str, epochs: int, x, y, switched_off: str | None) -> flo
             times.append(result.history[0].seconds)
         return statistics.median(times[1:])
     finally:
-        optimizers.BLOCK_ELEMENTS, optimizers.FLUSH_EVERY, model.buffer = saved
+        optimizers.BLOCK_ELEMENTS, optimizers.FLUSH_EVERY = saved
 
 
 def bias_sum_seconds(repeats: int = 2000) -> tuple[float, float]:
@@ -82,13 +75,10 @@ def main() -> None:
     x = rng.random((50_000, 784), dtype=np.float32)
     y = rng.integers(0, 10, 50_000).astype(np.uint8)
     print(f"784-512-512-10, batch 128, dropout 0.2, 50,000 examples, {args.epochs} timed epochs")
-    print(f"{'optimizer':<10}{'all on':>9}{'no blocks':>11}{'no flush':>10}{'no scratch':>12}")
+    print(f"{'optimizer':<10}{'all on':>9}{'no blocks':>11}{'no flush':>10}")
     for name in args.optimizers:
-        row = [
-            epoch_seconds(name, args.epochs, x, y, off)
-            for off in (None, "blocks", "flush", "scratch")
-        ]
-        widths = (9, 11, 10, 12)
+        row = [epoch_seconds(name, args.epochs, x, y, off) for off in (None, "blocks", "flush")]
+        widths = (9, 11, 10)
         print(f"{name:<10}" + "".join(f"{s:>{w}.2f}" for s, w in zip(row, widths, strict=True)))
     matmul, summed = bias_sum_seconds()
     print(f"db of a 512×128 dZ: matmul with ones {matmul * 1e6:.1f} µs, sum {summed * 1e6:.1f} µs")

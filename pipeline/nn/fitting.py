@@ -100,7 +100,6 @@ def fit(
     batch = n if batch_size is None else min(batch_size, n)
     result = FitResult()
     best_params: list[np.ndarray] | None = None
-    scratch = {}  # gradient and activation buffers, reused by every step
     for epoch in range(1, epochs + 1):
         lr = optimizer.lr = schedule(epoch - 1)
         started = time.perf_counter()
@@ -115,9 +114,7 @@ def fit(
             x_batch = random_shift(x_batch, max_shift, rng)
             # Overflow on the way to a NaN loss is reported as divergence, not warned.
             with np.errstate(over="ignore", invalid="ignore"):
-                loss, batch_correct, grads = model.loss_and_grads(
-                    x_batch, y_batch, dropout=dropout, rng=rng, scratch=scratch
-                )
+                loss, batch_correct, grads = model.loss_and_grads(x_batch, y_batch, dropout, rng)
                 check_finite(loss, "loss", epoch, lr)
                 optimizer.step(grads)
             loss_sum += loss * len(y_batch)

@@ -17,11 +17,9 @@ loss is the mean cross-entropy (loss.py). Backpropagation, with Y the one-hot la
 `forward` is the one forward pass: training (`loss_and_grads`) and inference (`logits`,
 `predict`, `probabilities`) both call it. The data arrive as rows (N×784, as stored); `X.T` is
 a free view, so no copy is made. The factor 1/m is applied once to the small dZᴸ (10×m) rather
-than to every dW: all later gradients inherit it.
-
-Buffers: a caller that trains keeps a `scratch` dict between steps, and every activation and
-gradient array is reused from it; fresh 400 KB arrays each step cost page faults, 4% of an
-epoch at width 800 (benchmarks/epoch_time.py). Without `scratch`, arrays are fresh.
+than to every dW: all later gradients inherit it. db = (1/m)·Σ dZ is computed as dZ·1, a
+matmul with a column of ones, four times faster than dZ.sum(axis=1) at the default size
+(benchmarks/speed_tricks.py).
 """
 
 from __future__ import annotations
@@ -34,16 +32,6 @@ import numpy as np
 from pipeline.nn.activations import ACTIVATIONS
 from pipeline.nn.initialisation import init_layer
 from pipeline.nn.loss import softmax_cross_entropy, softmax_rows
-
-
-def buffer(scratch: dict | None, key: tuple, shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An uninitialised array for `key`, kept in `scratch` for the next step when given."""
-    if scratch is None:
-        return np.empty(shape, dtype=dtype)
-    key = (*key, shape)
-    if key not in scratch:
-        scratch[key] = np.empty(shape, dtype=dtype)
-    return scratch[key]
 
 
 @dataclass
@@ -93,11 +81,7 @@ class MLP:
         return [p for layer in zip(self.weights, self.biases, strict=True) for p in layer]
 
     def forward(
-        self,
-        a: np.ndarray,
-        dropout: float = 0.0,
-        rng: np.random.Generator | None = None,
-        scratch: dict | None = None,
+        self, a: np.ndarray, dropout: float = 0.0, rng: np.random.Generator | None = None
     ) -> ForwardPass:
         """Zˡ = Wˡ·Aˡ⁻¹ + bˡ and Aˡ = g(Zˡ), layer by layer, for the columns of `a` (784 × m).
 
@@ -106,45 +90,36 @@ class MLP:
         inference needs no rescaling; the masks are drawn from `rng`.
         """
         g = ACTIVATIONS[self.activation][0]
-        m = a.shape[1]
         keep_scale = self.dtype.type(1.0 / (1.0 - dropout)) if dropout else None
         inputs, activations, masks = [], [], []
         last = len(self.weights) - 1
         for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             inputs.append(a)
-            z = np.matmul(w, a, out=buffer(scratch, ("z", layer), (len(w), m), self.dtype))
+            z = w @ a
             z += b
             if layer == last:
                 break
             a = g(z)  # in place: every g' can be read from A alone
             activations.append(a)
             if dropout:
-                mask = buffer(scratch, ("mask", layer), a.shape, self.dtype)
-                rng.random(dtype=self.dtype, out=mask)
-                np.multiply(mask >= dropout, keep_scale, out=mask)
-                dropped = buffer(scratch, ("dropped", layer), a.shape, self.dtype)
-                a = np.multiply(a, mask, out=dropped)
+                mask = (rng.random(a.shape, dtype=self.dtype) >= dropout) * keep_scale
+                a = a * mask
                 masks.append(mask)
         return ForwardPass(z, inputs, activations, masks)
 
-    def backward(self, passed: ForwardPass, dz: np.ndarray, scratch: dict | None = None):
+    def backward(self, passed: ForwardPass, dz: np.ndarray) -> list[np.ndarray]:
         """The gradients [dW¹, db¹, …] (in the order of `params()`) from dZᴸ, which must
-        already carry the 1/m. They live in `scratch` when given."""
+        already carry the 1/m."""
         g_backward = ACTIVATIONS[self.activation][1]
-        m = dz.shape[1]
-        grads = [
-            buffer(scratch, ("grad", i), p.shape, self.dtype) for i, p in enumerate(self.params())
-        ]
-        ones = buffer(scratch, ("ones",), (m, 1), self.dtype)
-        ones.fill(1)  # Σ over examples as a matmul (dZ·1): ~5× faster than dZ.sum(axis=1)
+        ones = np.ones((dz.shape[1], 1), dtype=self.dtype)
+        grads = []
         for layer in range(len(self.weights) - 1, -1, -1):
-            np.matmul(dz, passed.inputs[layer].T, out=grads[2 * layer])  # dW = (1/m)·dZ·Aᵀ
-            np.matmul(dz, ones, out=grads[2 * layer + 1])  # db = (1/m)·Σ dZ
+            grads[:0] = [
+                dz @ passed.inputs[layer].T,
+                dz @ ones,
+            ]  # dW = (1/m)·dZ·Aᵀ, db = (1/m)·Σ dZ
             if layer:
-                w = self.weights[layer]
-                da = np.matmul(
-                    w.T, dz, out=buffer(scratch, ("da", layer), (w.shape[1], m), self.dtype)
-                )
+                da = self.weights[layer].T @ dz
                 if passed.masks:
                     da *= passed.masks[layer - 1]
                 dz = g_backward(passed.activations[layer - 1], da)  # dZ = Wᵀ·dZ ⊙ g'(Z)
@@ -156,15 +131,14 @@ class MLP:
         labels: np.ndarray,
         dropout: float = 0.0,
         rng: np.random.Generator | None = None,
-        scratch: dict | None = None,
     ) -> tuple[float, int, list[np.ndarray]]:
         """One training step's forward and backward pass over the rows of `x`: the mean loss,
         the number of correct predictions, and the gradients in the order of `params()`."""
-        passed = self.forward(x.T, dropout, rng, scratch)
+        passed = self.forward(x.T, dropout, rng)
         correct = int(np.count_nonzero(passed.logits.argmax(axis=0) == labels))
         loss, dz = softmax_cross_entropy(passed.logits, labels)
         dz *= self.dtype.type(1.0 / len(x))  # the 1/m of every gradient below
-        return loss, correct, self.backward(passed, dz, scratch)
+        return loss, correct, self.backward(passed, dz)
 
     def logits(self, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
         """Class scores (N × classes) for rows of `x`, no dropout, in chunks to bound memory."""

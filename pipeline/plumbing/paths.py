@@ -78,3 +78,13 @@ def project_root() -> Path:
     """The real project root: $DVC_ROOT inside a queued `dvc exp run`, which executes in a
     copy under .dvc/tmp/exps/ that must still log to the project's own MLflow store."""
     return Path(os.environ.get("DVC_ROOT") or ROOT).resolve()
+
+
+def mlflow_database() -> Path:
+    """The default MLflow store (git-ignored): runs, metrics, params, the model registry."""
+    return project_root() / "mlflow.db"
+
+
+def mlflow_artifacts() -> Path:
+    """Where the default store keeps artifacts (git-ignored)."""
+    return project_root() / "mlruns"

@@ -14,7 +14,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from pipeline.plumbing.errors import PipelineError
-from pipeline.plumbing.paths import project_root
+from pipeline.plumbing.paths import mlflow_artifacts, mlflow_database
 from pipeline.plumbing.schema import TrackingConfig
 
 
@@ -25,7 +25,7 @@ class TrackingError(PipelineError):
 def store_uri(tracking: TrackingConfig) -> str:
     if tracking.uri:
         return tracking.uri
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_database()}"
 
 
 def open_store(tracking: TrackingConfig) -> str:
@@ -43,7 +43,7 @@ def open_store(tracking: TrackingConfig) -> str:
         client = mlflow.MlflowClient(uri)
         experiment = client.get_experiment_by_name(tracking.experiment)
         if experiment is None:
-            location = (project_root() / "mlruns").as_uri()
+            location = mlflow_artifacts().as_uri()
             try:
                 return client.create_experiment(tracking.experiment, artifact_location=location)
             except MlflowException:  # created meanwhile by a parallel job
