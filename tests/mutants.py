@@ -4,6 +4,7 @@ fail. Run by hand (it takes minutes; it is not part of `make test`):
 
     python tests/mutants.py            # make mutants
     python tests/mutants.py --list     # the mutants only, without running the tests
+    python tests/mutants.py --match model.py:   # only the mutants whose line contains this
 
 Each mutant is one change to one function of TARGETS: a statement deleted (replaced by
 `pass`), an arithmetic operator swapped (+ and -, * and /, in place too), a comparison
@@ -46,7 +47,7 @@ TARGETS = {
 }
 # Mutants that change no behaviour a test could see, each with the reason.
 EQUIVALENT = {
-    "forward: compare in `np.multiply(mask >= dropout, keep_scale, out=mask)`": (
+    "forward: compare in `mask = (rng.random(a.shape, dtype=self.dtype) >= dropout)": (
         "a uniform draw equals the dropout probability exactly with probability ~0"
     ),
     "leaky_relu_backward: compare in `da *= np.where(a > 0,": (
@@ -158,11 +159,13 @@ def killed(workdir: Path, relative: str, text: str) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--list", action="store_true", help="print the mutants, run nothing")
+    parser.add_argument("--match", default="", help="only mutants whose description has this")
     args = parser.parse_args()
     every = [
         (relative, description, text)
         for relative, names in TARGETS.items()
         for description, text in mutants(REPO / relative, names)
+        if args.match in description
     ]
     if args.list:
         for _, description, _ in every:
