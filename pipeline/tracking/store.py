@@ -3,6 +3,11 @@
 The store is `tracking.uri`, else $MLFLOW_TRACKING_URI, else the SQLite database `mlflow.db` at
 the project root, with artifacts in `mlruns/` beside it. The root is $DVC_ROOT when DVC sets it:
 queued `dvc exp run`s execute in a copy under .dvc/tmp/exps/, and must log to the real store.
+
+Creating a SQLite store migrates its schema, and several processes doing that at once (parallel
+trainings on a fresh mlflow.db) fail and can leave it half-migrated. So a file lock beside the
+database (`mlflow.db.lock`) lets one process at a time open it; a store whose schema is not
+the one this MLflow expects is reported in one line with the way out.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import os
 from pathlib import Path
 
 import mlflow
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
 from mlflow.exceptions import MlflowException
 
 from pipeline.plumbing.errors import PipelineError
@@ -28,31 +35,67 @@ def store_uri(tracking: TrackingConfig) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_database()}"
 
 
+LOCK_TIMEOUT = 300  # seconds to wait for another process creating the store (that takes 2-7 s)
+STALE_SCHEMA = "out-of-date database schema"  # MLflow's words for a schema it does not expect
+
+
+def sqlite_database(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 def open_store(tracking: TrackingConfig) -> str:
     """Reach the store (creating and migrating a new SQLite one), make sure the experiment
     exists, and return its id; raise `TrackingError` naming the store if that fails."""
     uri = store_uri(tracking)
+    database = sqlite_database(uri)
+    if database is None:
+        return reach_store(uri, tracking.experiment)
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{database}.lock", timeout=LOCK_TIMEOUT)
+        with lock:
+            return reach_store(uri, tracking.experiment)
+    except LockTimeout:
+        raise TrackingError(
+            f"waited {LOCK_TIMEOUT} s for {database}.lock: another running process holds the "
+            "MLflow store's creation lock; stop it or wait for it"
+        ) from None
+    except OSError as error:
+        raise TrackingError(
+            f"cannot use the MLflow store {uri} ({error}): fix tracking.uri or "
+            "MLFLOW_TRACKING_URI, or turn tracking off with tracking.enabled=false"
+        ) from None
+
+
+def reach_store(uri: str, experiment_name: str) -> str:
+    """Open the store at `uri` and return the id of `experiment_name`, creating either."""
     mlflow.set_tracking_uri(uri)
     # A server that is down should fail in seconds, not after minutes of retries.
     limits = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
     saved = {name: os.environ.get(name) for name in limits}
     os.environ.update(limits)
     try:
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         client = mlflow.MlflowClient(uri)
-        experiment = client.get_experiment_by_name(tracking.experiment)
+        experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None:
             location = mlflow_artifacts().as_uri()
             try:
-                return client.create_experiment(tracking.experiment, artifact_location=location)
+                return client.create_experiment(experiment_name, artifact_location=location)
             except MlflowException:  # created meanwhile by a parallel job
-                experiment = client.get_experiment_by_name(tracking.experiment)
+                experiment = client.get_experiment_by_name(experiment_name)
                 if experiment is None:
                     raise
         return experiment.experiment_id
     except Exception as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if STALE_SCHEMA in reason:
+            found = reason[reason.index("(") : reason.index(")") + 1]
+            raise TrackingError(
+                f"the MLflow store {uri} has a schema this MLflow does not expect {found}: it "
+                "is half-migrated (a process died creating it) or from another MLflow version; "
+                f"move it aside so the next run creates a fresh one, or run `mlflow db upgrade "
+                f"{uri}` after a backup"
+            ) from None
         raise TrackingError(
             f"cannot use the MLflow store {uri} ({reason[:300]}): start the server, fix "
             "tracking.uri or MLFLOW_TRACKING_URI, or turn tracking off with tracking.enabled=false"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+
 import mlflow
 import pytest
 
@@ -32,3 +35,16 @@ def test_the_store_defaults_to_mlflow_db_at_the_dvc_root(tmp_path, monkeypatch):
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     assert store_uri(tracking()) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     assert store_uri(tracking("http://127.0.0.1:5000")) == "http://127.0.0.1:5000"
+
+
+def test_a_half_migrated_store_is_one_line_naming_the_fix(mlflow_template, tmp_path):
+    database = tmp_path / "mlflow.db"
+    database.write_bytes(mlflow_template.read_bytes())
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0a8213491aaa'")
+    uri = f"sqlite:///{database}"
+    with pytest.raises(TrackingError) as error:
+        open_store(tracking(uri))
+    message = str(error.value)
+    assert "\n" not in message and "(found version 0a8213491aaa" in message
+    assert "half-migrated" in message and f"mlflow db upgrade {uri}" in message
