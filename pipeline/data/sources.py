@@ -165,6 +165,19 @@ def publish(staging: Path, out_dir: Path, names: list[str]) -> None:
         ready.replace(out_dir)
 
 
+STAGING_PREFIX = ".fetch-staging."
+
+
+def remove_leftovers(out_dir: Path, report: Callable[[str], None]) -> None:
+    """Delete the staging folders a killed fetch left beside `out_dir` (SIGKILL skips every
+    clean-up); DVC runs one stage at a time, so none of them belongs to a live fetch."""
+    patterns = (f"{STAGING_PREFIX}*", f".{out_dir.name}.*")
+    for leftover in sorted(p for pattern in patterns for p in out_dir.parent.glob(pattern)):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+            report(f"fetch: removed {leftover}, left by an interrupted fetch")
+
+
 def fetch_mnist(
     sources: list[str],
     files: Mapping[str, FileSpec],
@@ -180,9 +193,10 @@ def fetch_mnist(
         raise FetchError("data.sources is empty: name at least one source")
     names = [spec.name for spec in files.values()]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out_dir, report)
     failures = []
     for source in sources:
-        staging = Path(tempfile.mkdtemp(prefix=".fetch-staging.", dir=out_dir.parent))
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir.parent))
         try:
             report(f"fetch: trying {source}")
             fetch_from(source, names, staging)

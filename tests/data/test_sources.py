@@ -172,3 +172,19 @@ def test_sigterm_mid_download_leaves_no_partial_output(synthetic_mnist, tmp_path
     assert "fetch: stopped (received SIGTERM)" in stderr
     assert not out.exists()
     assert list(tmp_path.glob(".fetch-staging*")) == []
+
+
+def test_leftovers_of_a_killed_fetch_are_removed_and_ignored_by_git(synthetic_mnist, tmp_path):
+    out = tmp_path / "data" / "raw"
+    leftovers = [tmp_path / "data" / ".fetch-staging.x1", tmp_path / "data" / ".raw.old.y2"]
+    for leftover in leftovers:
+        (leftover / "part").mkdir(parents=True)
+    printed = []
+    fetch_mnist([f"dir:{synthetic_mnist.directory}"], roles(synthetic_mnist.files), out,
+                report=printed.append)  # fmt: skip
+    assert not any(leftover.exists() for leftover in leftovers)
+    assert sum("left by an interrupted fetch" in line for line in printed) == 2
+    assert len(list(out.iterdir())) == 4
+    names = ["data/.fetch-staging.x1/part", "data/.raw.y2/W", "reports/.test_metrics.json.a.tmp"]
+    ignored = subprocess.run(["git", "check-ignore", *names], cwd=REPO, capture_output=True)
+    assert ignored.stdout.decode().split() == names
