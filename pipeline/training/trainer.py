@@ -35,6 +35,7 @@ from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.files import load_arrays, save_arrays, write_json, write_text
 from pipeline.plumbing.paths import TrainOutputs
 from pipeline.plumbing.schema import Config
+from pipeline.training.memory import check_memory
 
 NUM_CLASSES = 10
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "dev_loss", "dev_accuracy")
@@ -117,7 +118,10 @@ def run_training(
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> dict:
     """Train on the arrays of a checked `config` and write model, metrics and history; return
-    the metrics. `on_epoch(record)` is called after each epoch."""
+    the metrics. `on_epoch(record)` is called after each epoch. A training that would not fit
+    in memory stops before it starts."""
+    rows, features = train_data["images"].shape
+    check_memory(config, rows, len(dev_data["images"]), features)
     with tqdm(total=config.train.epochs, desc="train", unit="epoch", disable=not progress) as bar:
 
         def after_epoch(record: EpochRecord) -> None:
