@@ -18,20 +18,50 @@ from __future__ import annotations
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from pipeline.nn import MLP, model_from_arrays
 
 
+class BadImages(MlflowException):
+    """Input that is not images the network can score; the scoring server answers HTTP 400."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
 def as_images(model_input, pixels: int) -> np.ndarray:
-    """Rows of `pixels` float32 values from an array, list or DataFrame; a clear error if not."""
-    images = np.asarray(model_input, dtype=np.float32)
+    """Rows of `pixels` float32 values in [0, 1] from an array, list or DataFrame; a request
+    with anything else is refused naming the first bad row and the fix."""
+    try:
+        images = np.asarray(model_input, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise BadImages(
+            f"cannot read the input as numbers ({error}); send rows of {pixels} pixel values"
+        ) from None
     if images.ndim == 1:
         images = images.reshape(1, -1)
     if images.ndim != 2 or images.shape[1] != pixels:
-        raise ValueError(
+        raise BadImages(
             f"expected images as rows of {pixels} pixel values (N×{pixels}), got shape "
             f"{images.shape}; flatten each 28×28 image and scale pixels to [0, 1]"
         )
+    for problem, bad, fix in (
+        ("a missing, NaN or infinite pixel", ~np.isfinite(images), "send numbers only"),
+        (
+            "a pixel outside [0, 1]",
+            (images < 0) | (images > 1),
+            "scale pixels to [0, 1] (divide 0-255 values by 255)",
+        ),
+    ):
+        rows = np.flatnonzero(bad.any(axis=1))
+        if len(rows):
+            column = int(np.flatnonzero(bad[rows[0]])[0])
+            raise BadImages(
+                f"row {rows[0]} (of {len(images)}) has {problem} (pixel {column}: "
+                f"{images[rows[0], column]}); {len(rows)} row(s) in all: {fix}"
+            )
     return images
 
 

@@ -7,7 +7,6 @@ import http.server
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ import pytest
 from pipeline.data.sources import FetchError, fetch_mnist
 from pipeline.plumbing.files import file_sha256 as sha256_of
 from pipeline.plumbing.schema import FileSpec
-from tests.conftest import REPO, tool_env
+from tests.conftest import REPO, free_port, tool_env
 
 
 def roles(files):
@@ -67,12 +66,6 @@ def test_failed_fetch_leaves_earlier_output_intact(synthetic_mnist, tmp_path):
     with pytest.raises(FetchError):
         fetch_mnist([f"dir:{tmp_path / 'nowhere'}"], roles(synthetic_mnist.files), out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_every_failing_source_is_listed_with_its_reason(synthetic_mnist, tmp_path, capsys):

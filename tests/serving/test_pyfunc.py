@@ -1,20 +1,57 @@
-"""The pyfunc wrapper: input checks and the prediction frame."""
+"""The pyfunc wrapper: input checks that name the bad row and the fix, and the prediction frame."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
 
 from pipeline.nn import MLP
-from pipeline.serving.pyfunc import as_images, predictions_frame
+from pipeline.serving.pyfunc import BadImages, DigitClassifier, as_images, predictions_frame
 
 
-def test_pyfunc_input_is_checked_and_probabilities_sum_to_one():
-    network = MLP.create((784, 8, 10), rng=np.random.default_rng(1))
-    frame = predictions_frame(network, as_images(np.zeros(784), 784))  # one flat image
+@pytest.fixture
+def classifier() -> DigitClassifier:
+    model = DigitClassifier()
+    model.network = MLP.create((784, 8, 10), rng=np.random.default_rng(1))
+    return model
+
+
+def test_predictions_are_the_networks_and_probabilities_sum_to_one(classifier):
+    images = np.eye(784, dtype=np.float32)[:3]
+    frame = classifier.predict(None, images.tolist())
     assert list(frame.columns) == ["digit"] + [f"p{d}" for d in range(10)]
-    assert frame.iloc[0, 1:].sum() == pytest.approx(1.0, abs=1e-6)
-    with pytest.raises(ValueError, match=r"rows of 784 pixel values \(N×784\), got shape \(2, 28"):
+    np.testing.assert_array_equal(frame["digit"], classifier.network.predict(images))
+    np.testing.assert_allclose(frame.iloc[:, 1:].sum(axis=1), 1.0, rtol=1e-6)
+    one = predictions_frame(classifier.network, as_images(np.zeros(784), 784))  # a flat image
+    assert len(one) == 1
+    as_frame = classifier.predict(None, pd.DataFrame(images))
+    np.testing.assert_array_equal(as_frame["digit"], frame["digit"])
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (np.nan, "a missing, NaN or infinite pixel"),
+        (np.inf, "a missing, NaN or infinite pixel"),
+        (None, "a missing, NaN or infinite pixel"),
+        (255.0, "a pixel outside [0, 1]"),
+        (-0.5, "a pixel outside [0, 1]"),
+    ],
+)
+def test_a_bad_pixel_is_refused_naming_its_row_and_the_fix(classifier, value, said):
+    rows = np.zeros((3, 784)).tolist()
+    rows[1][7] = value
+    with pytest.raises(BadImages) as error:
+        classifier.predict(None, rows)
+    assert error.value.error_code == ErrorCode.Name(INVALID_PARAMETER_VALUE)
+    assert error.value.get_http_status_code() == 400
+    assert f"row 1 (of 3) has {said} (pixel 7" in error.value.message
+
+
+def test_a_wrong_shape_or_text_is_refused_clearly():
+    with pytest.raises(BadImages, match=r"rows of 784 pixel values \(N×784\), got shape \(2, 28"):
         as_images(np.zeros((2, 28, 28)), 784)
-    frame = predictions_frame(network, as_images(np.eye(784)[:3].tolist(), 784))
-    np.testing.assert_array_equal(frame["digit"], network.predict(np.eye(784)[:3]))
+    with pytest.raises(BadImages, match="cannot read the input as numbers"):
+        as_images([["a"] * 784], 784)

@@ -1,0 +1,76 @@
+"""The logged model served for real (`mlflow models serve`): good rows are scored, bad JSON is
+answered HTTP 400 naming the row and the fix, never 200 with a made-up digit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from tests.conftest import free_port, tool_env
+from tests.tracking.test_registry import logged_run
+
+pytestmark = pytest.mark.slow
+
+
+def post(port: int, payload) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture
+def served(mlflow_store, tmp_path):
+    run, network = logged_run(tmp_path, register=None)
+    local = mlflow.artifacts.download_artifacts(f"runs:/{run.run_id}/model", dst_path=tmp_path)
+    port = free_port()
+    server = subprocess.Popen(
+        ["mlflow", "models", "serve", "-m", str(Path(local)), "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its workers share its process group, stopped with it below
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow models serve did not come up within 60 s")
+        yield port, network
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_bad_pixels_are_refused_with_400_and_good_rows_scored(served):
+    port, network = served
+    rows = np.eye(784, dtype=np.float32)[:2]
+    status, answer = post(port, {"inputs": rows.tolist()})
+    assert status == 200
+    assert [p["digit"] for p in answer["predictions"]] == network.predict(rows).tolist()
+    for value, said in ((None, "a missing, NaN or infinite pixel"), (255, "outside [0, 1]")):
+        bad = rows.tolist()
+        bad[1][5] = value
+        status, answer = post(port, {"inputs": bad})
+        assert status == 400, answer
+        assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "row 1 (of 2) has" in answer["message"] and said in answer["message"]
