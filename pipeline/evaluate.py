@@ -24,8 +24,9 @@ from omegaconf import DictConfig
 
 from pipeline.evaluation.reports import evaluate_model, load_model
 from pipeline.plumbing.config import run_by_dvc, stage_config
+from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import stage_errors
-from pipeline.plumbing.files import load_arrays, read_columns
+from pipeline.plumbing.files import read_columns
 from pipeline.plumbing.paths import EVALUATE, NORMALISED_TEST, SPLIT_DEV, SPLIT_TRAIN, TRAIN
 from pipeline.plumbing.schema import Config
 
@@ -34,7 +35,7 @@ def evaluate_in_project(config: Config) -> dict:
     """Score the project's trained model on the test set, write the reports and, with
     tracking on, log them into the training's run; return the test metrics."""
     network = load_model(TRAIN.model)
-    test = load_arrays(NORMALISED_TEST, ("images", "labels"), made_by="normalise")
+    test = load_dataset(NORMALISED_TEST, made_by="normalise")
     history = read_columns(TRAIN.history, made_by="train")
     run, settled = None, contextlib.nullcontext
     if config.tracking.enabled:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import PipelineError
-from pipeline.plumbing.files import load_arrays, save_arrays
+from pipeline.plumbing.files import save_arrays
 
 
 class SplitError(PipelineError):
@@ -54,7 +55,7 @@ def split_dataset(
     train_path: Path, train_out: Path, dev_out: Path, dev_size: int, seed: int
 ) -> dict[str, int]:
     """Split the normalised training set at `train_path` into `train_out` and `dev_out`."""
-    arrays = load_arrays(train_path, ("images", "labels"), made_by="normalise")
+    arrays = load_dataset(train_path, made_by="normalise")
     images, labels = arrays["images"], arrays["labels"]
     dev = stratified_dev_mask(labels, dev_size, seed)
     save_arrays(train_out, images=images[~dev], labels=labels[~dev])

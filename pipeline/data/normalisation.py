@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.data.idx import read_idx
 from pipeline.plumbing.errors import PipelineError
-from pipeline.plumbing.files import save_arrays, write_json
+from pipeline.plumbing.files import file_sha256, save_arrays, write_json
 from pipeline.plumbing.schema import DataFiles
 
 NUM_CLASSES = 10
@@ -72,6 +72,13 @@ def normalise_mnist(
     raw_dir: Path, files: DataFiles, train_out: Path, test_out: Path, stats_path: Path
 ) -> dict:
     """Normalise the train and test IDX files in `raw_dir`; return the statistics written."""
+    for spec in vars(files).values():  # fetch verified them; a file edited since is caught here
+        path = raw_dir / spec.name
+        if path.is_file() and file_sha256(path) != spec.sha256:
+            raise DataError(
+                f"{path} does not match its pinned SHA-256 {spec.sha256[:12]}… (changed since "
+                "fetch verified it): re-fetch it with `dvc repro -f fetch`"
+            )
     train_images, train_labels = load_split(
         raw_dir / files.train_images.name, raw_dir / files.train_labels.name
     )

@@ -53,6 +53,11 @@ def evaluate_model(
     outputs: EvaluateOutputs,
 ) -> dict:
     """Score `network` on `test`, write metrics, confusion rows and figures; return metrics."""
+    if test["images"].shape[1] != network.sizes[0]:
+        raise PipelineError(
+            f"the test images have {test['images'].shape[1]} pixels but the model takes "
+            f"{network.sizes[0]}: rebuild them with `dvc repro -f normalise split train`"
+        )
     images, labels = test["images"].astype(network.dtype, copy=False), test["labels"]
     predicted, loss = predict_and_score(network, images, labels)
     report = classification_report(labels, predicted, NUM_CLASSES)

@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,22 +62,22 @@ def save_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 
 
 def load_arrays(path: str | os.PathLike, names: tuple[str, ...], made_by: str) -> dict:
-    """Load the named arrays of an .npz written by stage `made_by`, with pickle disabled."""
+    """The named arrays of an .npz written by stage `made_by`, read whole (so a damaged file
+    fails here, in one line naming the stage that rebuilds it), with pickle disabled."""
     path = Path(path)
+    fix = f"rebuild it with `dvc repro -f {made_by}`"
     if not path.is_file():
         raise PipelineError(f"{path} is missing: run `dvc repro {made_by}` first")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [name for name in names if name not in archive.files]
             if missing:
-                raise PipelineError(
-                    f"{path} lacks arrays {missing}: re-run `dvc repro -f {made_by}`"
-                )
+                raise PipelineError(f"{path} lacks the arrays {missing}: {fix}")
             return {name: archive[name] for name in names}
-    except (OSError, ValueError) as error:
-        raise PipelineError(
-            f"{path} is unreadable ({error}): re-run `dvc repro -f {made_by}`"
-        ) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        # numpy's own words for a file that is not a zip advise allow_pickle=True: never that.
+        reason = "not an .npz archive" if "pickle" in str(error) else f"{error}".split("\n")[0]
+        raise PipelineError(f"{path} is damaged ({reason}): {fix}") from None
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -89,6 +91,13 @@ def read_columns(path: str | os.PathLike, made_by: str) -> dict[str, np.ndarray]
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path} is missing: run `dvc repro {made_by}` first")
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return {column: np.array([float(row[column]) for row in rows]) for column in rows[0]}
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        columns = {name: np.array([float(row[name]) for row in rows]) for name in rows[0]}
+    except (IndexError, KeyError, TypeError, ValueError, UnicodeDecodeError) as error:
+        reason = "no rows" if isinstance(error, IndexError) else f"not a table of numbers: {error}"
+        raise PipelineError(
+            f"{path} is damaged ({reason}): rebuild it with `dvc repro -f {made_by}`"
+        ) from None
+    return columns

@@ -12,7 +12,8 @@ import contextlib
 from pathlib import Path
 
 from pipeline.evaluation.reports import evaluate_model, load_model
-from pipeline.plumbing.files import load_arrays, read_columns
+from pipeline.plumbing.datasets import load_dataset
+from pipeline.plumbing.files import read_columns
 from pipeline.plumbing.paths import (
     NORMALISED_TEST,
     SPLIT_DEV,
@@ -33,7 +34,7 @@ def run_sweep_job(
     train_outputs, evaluate_outputs = TrainOutputs.under(job_dir), EvaluateOutputs.under(job_dir)
     check_hyperparameters(config)
     train, dev = load_split(SPLIT_TRAIN, SPLIT_DEV)
-    test = load_arrays(NORMALISED_TEST, ("images", "labels"), made_by="normalise")
+    test = load_dataset(NORMALISED_TEST, made_by="normalise")
     run, settled = None, contextlib.nullcontext
     if config.tracking.enabled:
         # Imported only when tracking is on: mlflow costs over a second to import.

@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline.nn import EpochRecord
 from pipeline.plumbing.config import flatten
+from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.files import file_sha256, read_columns
 from pipeline.plumbing.paths import EvaluateOutputs, TrainOutputs
 from pipeline.plumbing.schema import Config
@@ -90,11 +91,26 @@ def log_evaluation(
         log_pyfunc_model(run, weights, example, name, config.tracking.alias)
 
 
+def read_run_record(path: Path) -> dict:
+    """reports/mlflow_run.json: {"run_id": ...}; {} if it is missing."""
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or not isinstance(record.get("run_id"), str | None):
+            raise ValueError("no run_id")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise PipelineError(
+            f"{path} is damaged ({type(error).__name__}): rebuild it with `dvc repro -f train`"
+        ) from None
+    return record
+
+
 def reopen_training_run(config: Config, train_outputs: TrainOutputs, data_files) -> Run:
     """The run `train` opened, reopened; a new one (params and curves from the files) if the
     store no longer has it, e.g. after mlflow.db was deleted."""
     experiment_id = open_store(config.tracking)
-    record = json.loads(train_outputs.run.read_text()) if train_outputs.run.is_file() else {}
+    record = read_run_record(train_outputs.run)
     if record.get("run_id") and Run(record["run_id"]).exists():
         return Run.resume(record["run_id"])
     print("evaluate: the training's MLflow run is not in the store; logging a new one")

@@ -31,8 +31,9 @@ from pipeline.nn import (
     make_schedule,
     model_to_arrays,
 )
+from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import PipelineError
-from pipeline.plumbing.files import load_arrays, save_arrays, write_json, write_text
+from pipeline.plumbing.files import save_arrays, write_json, write_text
 from pipeline.plumbing.paths import TrainOutputs
 from pipeline.plumbing.schema import Config
 from pipeline.training.memory import check_memory
@@ -104,9 +105,14 @@ def history_csv(result: FitResult) -> str:
 
 
 def load_split(train_path: Path, dev_path: Path) -> tuple[dict, dict]:
-    """The train and dev arrays `split` wrote."""
-    names = ("images", "labels")
-    return load_arrays(train_path, names, "split"), load_arrays(dev_path, names, "split")
+    """The train and dev arrays `split` wrote, checked, with images of one width."""
+    train, dev = load_dataset(train_path, "split"), load_dataset(dev_path, "split")
+    if train["images"].shape[1] != dev["images"].shape[1]:
+        raise PipelineError(
+            f"{train_path} has {train['images'].shape[1]} pixels per image but {dev_path} "
+            f"{dev['images'].shape[1]}: rebuild both with `dvc repro -f split`"
+        )
+    return train, dev
 
 
 def run_training(

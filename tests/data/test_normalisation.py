@@ -10,15 +10,27 @@ import pytest
 from pipeline.data.idx import read_idx, write_idx
 from pipeline.data.normalisation import normalise_mnist
 from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.files import file_sha256
+from pipeline.plumbing.schema import DataFiles, FileSpec
 from tests.conftest import example_index
 
 
-def run_normalise(synthetic_mnist, tmp_path):
-    out, stats_path = tmp_path / "normalised", tmp_path / "reports" / "stats.json"
-    stats = normalise_mnist(
-        synthetic_mnist.directory, synthetic_mnist.files, out / "train.npz", out / "test.npz",
-        stats_path,
+def pinned(directory, files: DataFiles) -> DataFiles:
+    """`files` with the hashes of the files now in `directory`: as if a data set whose files
+    are these had been pinned, so the IDX and label checks behind the hash check are reached."""
+    return DataFiles(
+        **{role: FileSpec(spec.name, file_sha256(directory / spec.name))
+           for role, spec in vars(files).items()}
     )  # fmt: skip
+
+
+def run_normalise(synthetic_mnist, tmp_path, repin=True):
+    out, stats_path = tmp_path / "normalised", tmp_path / "reports" / "stats.json"
+    files = synthetic_mnist.files
+    files = pinned(synthetic_mnist.directory, files) if repin else files
+    stats = normalise_mnist(
+        synthetic_mnist.directory, files, out / "train.npz", out / "test.npz", stats_path
+    )
     return out, stats_path, stats
 
 
@@ -82,3 +94,12 @@ def test_labels_file_in_place_of_images_is_rejected(synthetic_mnist, tmp_path):
         PipelineError, match=r"expected N×rows×cols uint8 images, got shape \(300,\)"
     ):
         run_normalise(synthetic_mnist, tmp_path)
+
+
+def test_a_raw_file_changed_since_fetch_is_caught_by_its_pinned_hash(synthetic_mnist, tmp_path):
+    labels = synthetic_mnist.directory / "train-labels-idx1-ubyte"
+    data = bytearray(labels.read_bytes())
+    data[-1] = (data[-1] + 1) % 10  # still a valid IDX file, another label
+    labels.write_bytes(bytes(data))
+    with pytest.raises(PipelineError, match=r"train-labels-idx1-ubyte does not match its pinned"):
+        run_normalise(synthetic_mnist, tmp_path, repin=False)

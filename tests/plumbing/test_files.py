@@ -38,7 +38,7 @@ def test_arrays_round_trip_and_missing_or_broken_files_name_the_stage(tmp_path):
     loaded = load_arrays(path, ("images", "labels"), made_by="split")
     np.testing.assert_array_equal(loaded["images"], np.eye(3))
     assert file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
-    with pytest.raises(PipelineError, match=r"lacks arrays \['dev'\]: re-run `dvc repro -f split`"):
+    with pytest.raises(PipelineError, match=r"lacks the arrays \['dev'\]: rebuild it with `dvc"):
         load_arrays(path, ("images", "dev"), made_by="split")
     with pytest.raises(PipelineError, match=r"missing: run `dvc repro split` first"):
         load_arrays(tmp_path / "absent.npz", ("images",), made_by="split")
@@ -50,3 +50,33 @@ def test_columns_of_a_csv_are_float_arrays(tmp_path):
     columns = read_columns(path, made_by="train")
     assert list(columns) == ["epoch", "loss"]
     np.testing.assert_array_equal(columns["loss"], [0.5, 0.25])
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda data: data[: len(data) // 2], "damaged"),  # truncated mid-archive
+        (
+            lambda data: data[:200] + bytes([data[200] ^ 0xFF]) + data[201:],
+            "damaged",
+        ),  # a flipped byte
+        (lambda data: b"just text, not an archive", "not an .npz archive"),
+    ],
+)
+def test_a_damaged_archive_is_one_line_naming_the_stage_to_rerun(tmp_path, damage, reason):
+    path = tmp_path / "train.npz"
+    save_arrays(path, images=np.ones((50, 784), dtype=np.float32), labels=np.zeros(50, np.uint8))
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(PipelineError) as error:
+        load_arrays(path, ("images", "labels"), made_by="split")
+    message = str(error.value)
+    assert reason in message and message.endswith("rebuild it with `dvc repro -f split`")
+    assert "\n" not in message and "allow_pickle" not in message
+
+
+@pytest.mark.parametrize("text", ["epoch,loss\n", "epoch,loss\n1,abc\n", ""])
+def test_a_history_without_numbers_is_named(tmp_path, text):
+    path = tmp_path / "history.csv"
+    path.write_text(text)
+    with pytest.raises(PipelineError, match=r"history\.csv is damaged .*dvc repro -f train"):
+        read_columns(path, made_by="train")
