@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import astuple
 
 import hydra
 from omegaconf import DictConfig
@@ -26,8 +27,16 @@ from pipeline.evaluation.reports import evaluate_model, load_model
 from pipeline.plumbing.config import run_by_dvc, stage_config
 from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import stage_errors
-from pipeline.plumbing.files import read_columns
-from pipeline.plumbing.paths import EVALUATE, NORMALISED_TEST, SPLIT_DEV, SPLIT_TRAIN, TRAIN
+from pipeline.plumbing.files import read_columns, replaced_together
+from pipeline.plumbing.paths import (
+    EVALUATE,
+    NORMALISED_TEST,
+    ROOT,
+    SPLIT_DEV,
+    SPLIT_TRAIN,
+    TRAIN,
+    EvaluateOutputs,
+)
 from pipeline.plumbing.schema import Config
 
 
@@ -46,14 +55,16 @@ def evaluate_in_project(config: Config) -> dict:
         data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
         run = training_runs.reopen_training_run(config, TRAIN, data)
         training_runs.tag_test_data(run, NORMALISED_TEST)
-    with settled(run):
-        metrics = evaluate_model(network, test, history, EVALUATE)
-        if run is not None:
-            # Only the workspace pipeline (`dvc repro`) moves the alias; experiments do not.
-            register = run_by_dvc() and not os.environ.get("DVC_EXP_NAME")
-            training_runs.log_evaluation(
-                run, config, metrics, EVALUATE, TRAIN.model, test["images"][:2], register
-            )
+    with replaced_together(ROOT, astuple(EVALUATE)) as staged_paths:
+        staged = EvaluateOutputs(*staged_paths)
+        with settled(run):
+            metrics = evaluate_model(network, test, history, staged)
+            if run is not None:
+                # Only the workspace pipeline (`dvc repro`) moves the alias; experiments do not.
+                register = run_by_dvc() and not os.environ.get("DVC_EXP_NAME")
+                training_runs.log_evaluation(
+                    run, config, metrics, staged, TRAIN.model, test["images"][:2], register
+                )
     return metrics
 
 

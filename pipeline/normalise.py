@@ -14,16 +14,17 @@ from omegaconf import DictConfig
 from pipeline.data.normalisation import normalise_mnist
 from pipeline.plumbing.config import stage_config
 from pipeline.plumbing.errors import stage_errors
-from pipeline.plumbing.paths import DATA_STATS, NORMALISED_TEST, NORMALISED_TRAIN, RAW_DIR
+from pipeline.plumbing.files import replaced_together
+from pipeline.plumbing.paths import DATA_STATS, NORMALISED_TEST, NORMALISED_TRAIN, RAW_DIR, ROOT
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     with stage_errors("normalise"):
         config = stage_config(cfg)
-        stats = normalise_mnist(
-            RAW_DIR, config.data.files, NORMALISED_TRAIN, NORMALISED_TEST, DATA_STATS
-        )
+        outputs = (NORMALISED_TRAIN, NORMALISED_TEST, DATA_STATS)
+        with replaced_together(ROOT, outputs) as staged:
+            stats = normalise_mnist(RAW_DIR, config.data.files, *staged)
         print(
             f"normalise: {stats['train']['count']} train and {stats['test']['count']} test "
             f"images into {NORMALISED_TRAIN.parent}"

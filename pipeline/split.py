@@ -13,16 +13,18 @@ from omegaconf import DictConfig
 from pipeline.data.dev_split import split_dataset
 from pipeline.plumbing.config import stage_config
 from pipeline.plumbing.errors import stage_errors
-from pipeline.plumbing.paths import NORMALISED_TRAIN, SPLIT_DEV, SPLIT_TRAIN
+from pipeline.plumbing.files import replaced_together
+from pipeline.plumbing.paths import NORMALISED_TRAIN, ROOT, SPLIT_DEV, SPLIT_TRAIN
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     with stage_errors("split"):
         config = stage_config(cfg)
-        sizes = split_dataset(
-            NORMALISED_TRAIN, SPLIT_TRAIN, SPLIT_DEV, config.split.dev_size, config.split.seed
-        )
+        with replaced_together(ROOT, (SPLIT_TRAIN, SPLIT_DEV)) as (train, dev):
+            sizes = split_dataset(
+                NORMALISED_TRAIN, train, dev, config.split.dev_size, config.split.seed
+            )
         print(
             f"split: {sizes['train']} train and {sizes['dev']} dev examples into "
             f"{SPLIT_TRAIN.parent}"

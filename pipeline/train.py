@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import astuple
 from pathlib import Path
 
 import hydra
@@ -31,8 +32,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.plumbing.config import run_by_dvc, stage_config
 from pipeline.plumbing.errors import stage_errors
-from pipeline.plumbing.files import write_json
-from pipeline.plumbing.paths import SPLIT_DEV, SPLIT_TRAIN, TRAIN, TrainOutputs
+from pipeline.plumbing.files import replaced_together, write_json
+from pipeline.plumbing.paths import ROOT, SPLIT_DEV, SPLIT_TRAIN, TRAIN, TrainOutputs
 from pipeline.plumbing.schema import Config
 from pipeline.sweeps.callback import failures_reach_parent
 from pipeline.sweeps.job import run_sweep_job
@@ -40,9 +41,10 @@ from pipeline.training.hyperparameters import check_hyperparameters
 from pipeline.training.trainer import load_split, run_training
 
 
-def train_in_project(config: Config, resolved_yaml: str, outputs: TrainOutputs = TRAIN) -> dict:
-    """Train on the project's split data into `outputs`, as one MLflow run if tracking is on;
-    return the training metrics."""
+def train_in_project(config: Config, resolved_yaml: str, root: Path = ROOT) -> dict:
+    """Train on the project's split data, as one MLflow run if tracking is on, and replace the
+    train outputs under `root` together once the run has ended FINISHED; a failure anywhere
+    leaves the previous outputs and the run they name. Returns the training metrics."""
     check_hyperparameters(config)
     train, dev = load_split(SPLIT_TRAIN, SPLIT_DEV)
     run, settled = None, contextlib.nullcontext
@@ -55,12 +57,16 @@ def train_in_project(config: Config, resolved_yaml: str, outputs: TrainOutputs =
         data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
         name = os.environ.get("DVC_EXP_NAME")
         run = training_runs.start_training_run(config, resolved_yaml, kind, name, data)
-    with settled(run):
-        on_epoch = run.log_epoch if run is not None else None
-        metrics = run_training(config, train, dev, outputs, on_epoch=on_epoch)
-        if run is not None:
-            training_runs.log_training(run, metrics, outputs)
-        write_json(outputs.run, {"run_id": run.run_id if run is not None else None})
+    with replaced_together(root, astuple(TrainOutputs.under(root))) as staged_paths:
+        staged = TrainOutputs(*staged_paths)
+        with settled(run):
+            on_epoch = run.log_epoch if run is not None else None
+            metrics = run_training(config, train, dev, staged, on_epoch=on_epoch)
+            if run is not None:
+                training_runs.log_training(run, metrics, staged)
+            write_json(staged.run, {"run_id": run.run_id if run is not None else None})
+        # Leaving this block after the run ended FINISHED (or with tracking off) is what
+        # puts the new outputs in place.
     return metrics
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +24,7 @@ import pytest
 
 from pipeline.nn import model_from_arrays
 from pipeline.plumbing.config import flatten
-from tests.conftest import copy_project, run, write_synthetic_mnist
+from tests.conftest import copy_project, run, tool_env, write_synthetic_mnist
 
 pytestmark = pytest.mark.slow
 
@@ -285,3 +288,44 @@ def test_plots_show_curves_confusion_and_figures(reproduced):
         f"reports/figures/{name}.png"
         for name in ("confusion_matrix", "training_curves", "misclassified")
     }
+
+
+def snapshot(project: Path) -> dict[str, bytes]:
+    """Every output of train and evaluate, byte for byte."""
+    files = [project / "models" / "model.npz", *sorted((project / "reports").rglob("*.*"))]
+    return {str(path.relative_to(project)): path.read_bytes() for path in files}
+
+
+def test_a_value_train_rejects_leaves_every_output_and_the_run_link(project):
+    before = snapshot(project)
+    adam = project / "conf" / "optimizer" / "adam.yaml"
+    adam.write_text(adam.read_text().replace("lr: 0.001", "lr: -1.0"))
+    run([sys.executable, "-m", "pipeline.params", "compose"], project)
+    result = dvc(["repro"], project, check=False)
+    assert result.returncode != 0
+    assert "train: error: optimizer.lr=-1.0 must be > 0" in result.stderr
+    assert snapshot(project) == before  # DVC deleted nothing, train replaced nothing
+
+
+def test_ctrl_c_mid_training_leaves_the_previous_outputs(project):
+    before = snapshot(project)
+    with edited_config(project, "epochs: 3", "epochs: 100000"):
+        run([sys.executable, "-m", "pipeline.params", "compose"], project)
+        process = subprocess.Popen(
+            ["dvc", "repro", "-s", "-f", "train"], cwd=project, start_new_session=True,
+            env={k: v for k, v in tool_env().items() if k != "MLFLOW_TRACKING_URI"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        seen = ""
+        while "dev_acc" not in seen:  # an epoch has ended: training is under way
+            char = process.stderr.read(1)
+            assert char, f"dvc ended before training started: {seen}"
+            seen += char
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, rest = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "train: stopped" in seen + rest
+    assert snapshot(project) == before
+    client = project_client(project)
+    killed = client.search_runs(["1"], "attributes.status = 'KILLED'")
+    assert len(killed) == 1  # the interrupted training's run, settled

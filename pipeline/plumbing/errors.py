@@ -44,5 +44,5 @@ def stage_errors(stage: str, exit_on_error: bool = True) -> Iterator[None]:
         raise SystemExit(1) from None
     except KeyboardInterrupt as interrupt:
         reason = str(interrupt) or "interrupted"
-        print(f"{stage}: stopped ({reason}); no partial output was left", file=sys.stderr)
+        print(f"{stage}: stopped ({reason}); its earlier outputs are as they were", file=sys.stderr)
         raise SystemExit(130) from None

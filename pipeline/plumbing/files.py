@@ -12,10 +12,12 @@ import csv
 import hashlib
 import json
 import os
+import shutil
+import signal
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,49 @@ from pipeline.plumbing.errors import PipelineError
 # The process's umask, read once (os.umask can only be read by setting it).
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def staging_folder(root: Path) -> Iterator[Path]:
+    """A private folder under `root` to write a set of outputs into before `move_together`
+    puts them in place; removed afterwards, whatever happened (a killed process's folder is
+    git-ignored, `.staging.*`)."""
+    root.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=".staging.", dir=root))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def move_together(moves: list[tuple[Path, Path]]) -> None:
+    """Rename each staged file or folder onto its destination, with Ctrl-C and SIGTERM held
+    off until all are in place, so the set is replaced whole or not at all. A destination
+    folder is swapped: moved aside, replaced, then deleted."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        for staged, destination in moves:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            if staged.is_dir() and destination.exists():
+                old = Path(tempfile.mkdtemp(prefix=".staging.old.", dir=destination.parent))
+                destination.replace(old / destination.name)
+                staged.replace(destination)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                staged.replace(destination)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def replaced_together(root: Path, destinations: Sequence[Path]) -> Iterator[list[Path]]:
+    """Staged paths for `destinations` (all under `root`) to write into; only if the block
+    succeeds do they replace the destinations, together. A failure leaves every one as it was."""
+    with staging_folder(root) as staging:
+        staged = [staging / destination.relative_to(root) for destination in destinations]
+        yield staged
+        move_together(list(zip(staged, destinations, strict=True)))
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from pipeline.plumbing.files import (
     file_sha256,
     load_arrays,
     read_columns,
+    replaced_together,
     save_arrays,
     write_json,
     write_text,
@@ -80,3 +81,25 @@ def test_a_history_without_numbers_is_named(tmp_path, text):
     path.write_text(text)
     with pytest.raises(PipelineError, match=r"history\.csv is damaged .*dvc repro -f train"):
         read_columns(path, made_by="train")
+
+
+def test_outputs_are_replaced_together_or_not_at_all(tmp_path):
+    model, figures = tmp_path / "models" / "model.npz", tmp_path / "reports" / "figures"
+    model.parent.mkdir()
+    model.write_text("old model")
+    (figures / "old.png").parent.mkdir(parents=True)
+    (figures / "old.png").write_text("old figure")
+    with pytest.raises(RuntimeError), replaced_together(tmp_path, [model, figures]) as staged:
+        staged[0].parent.mkdir(parents=True)
+        staged[0].write_text("new model")
+        raise RuntimeError("logging failed after training")
+    assert model.read_text() == "old model" and (figures / "old.png").exists()
+    with replaced_together(tmp_path, [model, figures]) as (new_model, new_figures):
+        new_model.parent.mkdir(parents=True)
+        new_model.write_text("new model")
+        new_figures.mkdir(parents=True)
+        (new_figures / "new.png").write_text("new figure")
+    assert model.read_text() == "new model"
+    assert [p.name for p in figures.iterdir()] == ["new.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "reports"]  # no staging left
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["figures"]
