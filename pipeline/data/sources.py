@@ -27,7 +27,7 @@ from pathlib import Path
 import pooch
 
 from pipeline.plumbing.errors import PipelineError
-from pipeline.plumbing.files import file_sha256
+from pipeline.plumbing.files import file_sha256, move_together
 from pipeline.plumbing.paths import ROOT
 from pipeline.plumbing.schema import FileSpec
 
@@ -151,18 +151,12 @@ def verify(staging: Path, files: Mapping[str, FileSpec]) -> None:
 
 
 def publish(staging: Path, out_dir: Path, names: list[str]) -> None:
-    """Replace `out_dir` with the verified files in one rename."""
+    """Replace `out_dir` with a folder of just the verified files, in one swap."""
     ready = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     ready.chmod(0o755)  # mkdtemp's 0700 would hide the data from other users
     for name in names:
         (staging / name).replace(ready / name)
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-        out_dir.replace(old / out_dir.name)
-        ready.replace(out_dir)
-        shutil.rmtree(old)
-    else:
-        ready.replace(out_dir)
+    move_together([(ready, out_dir)])
 
 
 STAGING_PREFIX = ".fetch-staging."

@@ -23,8 +23,10 @@ def dataset_problem(images: np.ndarray, labels: np.ndarray) -> str | None:
         return f"{images.shape[1]} pixels per row is not a square image"
     if labels.ndim != 1 or labels.dtype != np.uint8:
         return f"labels are {labels.dtype} of shape {labels.shape}, not N uint8"
-    if len(images) != len(labels) or len(labels) == 0:
+    if len(images) != len(labels):
         return f"{len(images)} images but {len(labels)} labels"
+    if len(labels) == 0:
+        return "no examples"
     if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
         return f"pixels must be finite and in [0, 1], found {images.min()} to {images.max()}"
     if labels.max() >= CLASSES:

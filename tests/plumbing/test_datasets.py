@@ -33,6 +33,7 @@ def edited(**changes):
             "label 12 is not a digit",
         ),
         (edited(labels=lambda a: a[:-1]), "20 images but 19 labels"),
+        (edited(images=lambda a: a[:0], labels=lambda a: a[:0]), "no examples"),
         (edited(labels=lambda a: a.astype(np.int64)), "labels are int64"),
     ],
 )
