@@ -8,10 +8,14 @@ progress bar over the epochs, and writes, each atomically:
     reports/train_history.csv      one row per epoch (DVC plots)
     reports/mlflow_run.json        the MLflow run, for `evaluate` to log into
 
-With tracking on, the training is one MLflow run with its curves logged live. A diverging loss,
-Ctrl-C or SIGTERM stops with one line and no model written. Run by Hydra multirun (`-m`), each
-job is a sweep job instead (pipeline/sweeps/job.py): it writes into its own folder under
-multirun/, never into the DVC outputs.
+With tracking on, the training is one MLflow run with its curves logged live; the outputs
+replace the previous ones only once that run has ended FINISHED. A diverging loss, Ctrl-C or
+SIGTERM stops with one line and the previous outputs in place. A tracking store that stops
+answering costs a warning while training; if it still does not answer at the end, the new
+model is kept in models/unpublished/<run id>/ and the previous outputs stay.
+
+Run by Hydra multirun (`-m`), each job is a sweep job instead (pipeline/sweeps/job.py): it
+writes into its own folder under multirun/, never into the DVC outputs.
 
     python -m pipeline.train                               # the default network
     python -m pipeline.train experiment=notes              # the handwritten notes' network
@@ -31,11 +35,18 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.plumbing.config import run_by_dvc, stage_config
-from pipeline.plumbing.errors import stage_errors
+from pipeline.plumbing.errors import PipelineError, stage_errors
 from pipeline.plumbing.files import replaced_together, write_json
-from pipeline.plumbing.paths import ROOT, SPLIT_DEV, SPLIT_TRAIN, TRAIN, TrainOutputs
+from pipeline.plumbing.paths import (
+    ROOT,
+    SPLIT_DEV,
+    SPLIT_TRAIN,
+    TRAIN,
+    UNPUBLISHED,
+    TrainOutputs,
+)
 from pipeline.plumbing.schema import Config
-from pipeline.sweeps.callback import failures_reach_parent
+from pipeline.sweeps.ending import settled_sweep, sweep_job
 from pipeline.sweeps.job import run_sweep_job
 from pipeline.training.hyperparameters import check_hyperparameters
 from pipeline.training.trainer import load_split, run_training
@@ -52,6 +63,7 @@ def train_in_project(config: Config, resolved_yaml: str, root: Path = ROOT) -> d
         # Imported only when tracking is on: mlflow costs over a second to import.
         from pipeline.tracking import training_runs
         from pipeline.tracking.runs import settled
+        from pipeline.tracking.store import TrackingError
 
         kind = "pipeline" if run_by_dvc() else "direct"
         data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
@@ -60,14 +72,34 @@ def train_in_project(config: Config, resolved_yaml: str, root: Path = ROOT) -> d
     with replaced_together(root, astuple(TrainOutputs.under(root))) as staged_paths:
         staged = TrainOutputs(*staged_paths)
         with settled(run):
-            on_epoch = run.log_epoch if run is not None else None
-            metrics = run_training(config, train, dev, staged, on_epoch=on_epoch)
+            curves = training_runs.LiveCurves(run) if run is not None else None
+            metrics = run_training(config, train, dev, staged, on_epoch=curves)
             if run is not None:
-                training_runs.log_training(run, metrics, staged)
+                try:
+                    training_runs.log_training(run, metrics, staged, curves)
+                except TrackingError as error:
+                    raise keep_aside(staged, root, run.run_id, error) from None
             write_json(staged.run, {"run_id": run.run_id if run is not None else None})
         # Leaving this block after the run ended FINISHED (or with tracking off) is what
         # puts the new outputs in place.
     return metrics
+
+
+def keep_aside(staged: TrainOutputs, root: Path, run_id: str, error: Exception) -> PipelineError:
+    """Move a trained model whose run could not be completed to models/unpublished/<run id>/
+    (the DVC outputs keep the previous set); return the one-line error that says so."""
+    kept = root / UNPUBLISHED / run_id
+    kept.mkdir(parents=True, exist_ok=True)
+    for path in (staged.model, staged.metrics, staged.history):
+        if path.exists():
+            path.replace(kept / path.name)
+    return PipelineError(
+        f"{error} at the end of the run; the trained model and its reports are kept in "
+        f"{kept.relative_to(root)}/, and {TRAIN.model.relative_to(ROOT)} and the reports are the "
+        "previous ones; train again once the store answers (or with tracking.enabled=false); "
+        "if the store could not be told, the next training on this host (or `make stale-runs`) "
+        "ends the run KILLED"
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -75,7 +107,7 @@ def main(cfg: DictConfig) -> float:
     """Train (in a sweep: train and evaluate); return the saved model's dev accuracy, the
     objective Optuna maximises."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    with stage_errors("train", exit_on_error=not multirun), failures_reach_parent(multirun):
+    with stage_errors("train", exit_on_error=not multirun), sweep_job(multirun):
         config = stage_config(cfg)
         resolved_yaml = OmegaConf.to_yaml(cfg, resolve=True)
         if multirun:
@@ -100,4 +132,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    with settled_sweep():  # a sweep stopped or failed: every run ended, no worker left
+        main()

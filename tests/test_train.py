@@ -3,6 +3,7 @@ on, off, unreachable, and interrupted."""
 
 from __future__ import annotations
 
+import resource
 import socket
 import subprocess
 import sys
@@ -68,3 +69,45 @@ def test_eight_trainings_started_at_once_on_a_fresh_store_all_finish(project, tm
     runs = mlflow.MlflowClient(uri).search_runs(["1"])
     assert len(runs) == 8 and {run.info.status for run in runs} == {"FINISHED"}
     assert {run.data.params["train.seed"] for run in runs} == {str(seed) for seed in range(8)}
+
+
+OUTPUTS = ["models/model.npz", "reports/train_metrics.json", "reports/train_history.csv",
+           "reports/mlflow_run.json"]  # fmt: skip
+
+
+def test_a_full_disk_while_writing_the_model_loses_nothing(project):
+    run([sys.executable, "-m", "pipeline.train", *QUICK, "tracking.enabled=false"], project)
+    before = {name: (project / name).read_bytes() for name in OUTPUTS}
+    limit = 1_000_000  # bytes a file may grow to: the 784-512-10 model needs 1.6 MB
+
+    def small_files():  # the kernel answers EFBIG past the limit, as it answers ENOSPC
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    args = [sys.executable, "-m", "pipeline.train", "model.hidden=[512]", "train.epochs=1",
+            "train.max_shift=0", "tracking.enabled=false"]  # fmt: skip
+    result = subprocess.run(
+        args, cwd=project, env=tool_env(), capture_output=True, text=True, preexec_fn=small_files
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if "error" in line]
+    assert error.startswith("train: error: cannot write models/model.npz: File too large (free")
+    assert {name: (project / name).read_bytes() for name in OUTPUTS} == before
+    assert not list(project.glob(".staging.*")) and not list(project.rglob("*.tmp"))
+
+
+def test_a_read_only_store_is_one_line_and_trains_nothing(project, mlflow_store):
+    mlflow.MlflowClient(mlflow_store).create_experiment("mnist-from-scratch")
+    database = mlflow_store.removeprefix("sqlite:///")
+    uri = f"sqlite:///file:{database}?mode=ro&uri=true"  # read-only, whoever runs the test
+    result = run([sys.executable, "-m", "pipeline.train", *QUICK, f"tracking.uri='{uri}'"],
+                 project, check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if "error" in line]
+    assert error == (
+        f"train: error: the MLflow store {uri} failed in start "
+        "((sqlite3.OperationalError) attempt to write a readonly database)"
+    )
+    assert "epoch" not in result.stderr  # refused before training
+    assert not (project / "models").exists()

@@ -4,6 +4,11 @@ Every stage raises `PipelineError` (or a subclass) for bad input: its message na
 and the fix. `stage_errors` turns such an error into `<stage>: error: <message>` on stderr and
 exit status 1, so a stack trace is never the only message. SIGTERM is turned into the same
 `KeyboardInterrupt` as Ctrl-C, so `finally:` blocks (temp-file clean-up) run for both.
+
+Some steps must not be cut in half: renaming a set of outputs into place, a write to the
+tracking store (an SQLite transaction cut by Ctrl-C can leave the database locked, so the run
+could no longer be ended). `interrupts_deferred()` holds a Ctrl-C or SIGTERM that arrives
+during such a step and raises it as soon as the step is done.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 
@@ -18,13 +24,65 @@ class PipelineError(Exception):
     """Bad input or state that the user can fix; the message says what and how."""
 
 
+OUTPUTS_REPLACED = "its new outputs were in place"  # the step of `move_together`
+_deferral = {"depth": 0, "pending": None}  # steps in progress, and the signal held meanwhile
+
+
+_watchers: list = []  # called with the reason on each Ctrl-C or SIGTERM, before it is raised
+
+
+def on_interrupt(watcher) -> None:
+    """Call `watcher(reason)` whenever Ctrl-C or SIGTERM arrives (a sweep's launcher starts
+    its stop deadline there, even if the interrupt is then held or swallowed by a library)."""
+    _watchers.append(watcher)
+
+
 def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+    reason = f"received {signal.Signals(signum).name}"
+    for watcher in _watchers:
+        watcher(reason)
+    if _deferral["depth"]:
+        _deferral["pending"] = reason
+        return
+    raise KeyboardInterrupt(reason)
 
 
 def interrupt_on_sigterm() -> None:
-    """Make SIGTERM unwind the stack like Ctrl-C, so clean-up code runs."""
+    """Make SIGTERM unwind the stack like Ctrl-C, so clean-up code runs, and let both wait
+    for `interrupts_deferred` steps. A SIGINT ignored by the caller (`cmd &`) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers; signals are handled there anyway
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _raise_interrupt)
+
+
+class DeferredInterrupt(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, raised once the step it arrived in was done; `step` says which."""
+
+    def __init__(self, reason: str, step: str):
+        super().__init__(f"{reason}, held until {step}")
+        self.step = step
+
+
+@contextlib.contextmanager
+def interrupts_deferred(step: str = "a write was done") -> Iterator[None]:
+    """Run a step that must not be cut in half: Ctrl-C or SIGTERM meanwhile is raised after it
+    (as `DeferredInterrupt(step)`, `step` saying what was done).
+
+    The handler checks a flag instead of blocking the signals (pthread_sigmask), because a
+    signal blocked in the main thread is still taken by any other thread (tqdm's monitor) and
+    then run by Python in the main thread all the same."""
+    if signal.getsignal(signal.SIGTERM) is not _raise_interrupt:
+        interrupt_on_sigterm()
+    _deferral["depth"] += 1
+    try:
+        yield
+    finally:
+        _deferral["depth"] -= 1
+        if _deferral["depth"] == 0 and _deferral["pending"]:
+            reason, _deferral["pending"] = _deferral["pending"], None
+            raise DeferredInterrupt(reason, step)
 
 
 @contextlib.contextmanager
@@ -42,7 +100,19 @@ def stage_errors(stage: str, exit_on_error: bool = True) -> Iterator[None]:
         if not exit_on_error:
             raise
         raise SystemExit(1) from None
+    except OSError as error:  # e.g. a folder that is not writable, an I/O error
+        where = f" ({error.filename})" if error.filename else ""
+        print(
+            f"{stage}: error: {error.strerror or error}{where}; its earlier outputs are as "
+            "they were",
+            file=sys.stderr,
+        )
+        if not exit_on_error:
+            raise
+        raise SystemExit(1) from None
     except KeyboardInterrupt as interrupt:
         reason = str(interrupt) or "interrupted"
-        print(f"{stage}: stopped ({reason}); its earlier outputs are as they were", file=sys.stderr)
+        replaced = getattr(interrupt, "step", None) == OUTPUTS_REPLACED
+        kept = "" if replaced else "; its earlier outputs are as they were"
+        print(f"{stage}: stopped ({reason}){kept}", file=sys.stderr)
         raise SystemExit(130) from None

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import json
 import os
 import shutil
-import signal
 import tempfile
 import zipfile
 import zlib
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.errors import OUTPUTS_REPLACED, PipelineError, interrupts_deferred
 
 # The process's umask, read once (os.umask can only be read by setting it).
 _UMASK = os.umask(0)
@@ -46,9 +46,7 @@ def move_together(moves: list[tuple[Path, Path]]) -> None:
     """Rename each staged file or folder onto its destination, with Ctrl-C and SIGTERM held
     off until all are in place, so the set is replaced whole or not at all. A destination
     folder is swapped: moved aside, replaced, then deleted."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
+    with interrupts_deferred(OUTPUTS_REPLACED):
         for staged, destination in moves:
             destination.parent.mkdir(parents=True, exist_ok=True)
             if staged.is_dir() and destination.exists():
@@ -58,8 +56,6 @@ def move_together(moves: list[tuple[Path, Path]]) -> None:
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 staged.replace(destination)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager
@@ -84,8 +80,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as error:
+        raise PipelineError(
+            f"cannot write {shown(path)}: {os_reason(error)}; the previous outputs are as they were"
+        ) from error
     finally:
         tmp.unlink(missing_ok=True)
+
+
+FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # no room: the disk, a quota, a size limit
+
+
+def os_reason(error: OSError) -> str:
+    """An OS error's reason and, for a full disk, the fix; the earlier outputs are intact."""
+    reason = error.strerror or str(error)
+    if error.errno in FULL:
+        reason += " (free disk space, or raise the quota or file-size limit, and run it again)"
+    return reason
+
+
+def shown(path: Path) -> str:
+    """`path` as the user knows it: without the private staging folder it is written in."""
+    path = Path(*(part for part in path.parts if not part.startswith(".staging.")))
+    return str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> None:

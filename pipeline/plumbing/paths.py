@@ -62,6 +62,8 @@ class EvaluateOutputs:
 
 
 TRAIN = TrainOutputs.under(ROOT)
+# train: a model whose MLflow run could not be completed, by run id (git-ignored, not DVC's)
+UNPUBLISHED = Path("models") / "unpublished"
 EVALUATE = EvaluateOutputs.under(ROOT)
 
 # What each stage of dvc.yaml writes (outs and metrics), in the order dvc.yaml lists them.

@@ -6,6 +6,8 @@
     mlflow models serve -m models:/mnist-mlp@pipeline --env-manager local -p 5001
     curl -d '{"inputs": [[0.0, …784 values…]]}' -H 'Content-Type: application/json' \
         127.0.0.1:5001/invocations
+    curl --data-binary @images.csv -H 'Content-Type: text/csv' 127.0.0.1:5001/invocations
+                             # CSV: a header line (names), then one image of 784 values a row
 
 The logged model holds the weights (`model.npz`, no pickle), model_code.py and the code it
 imports: this module and the numpy core (pipeline/nn), nothing else of the project. So it
@@ -34,6 +36,8 @@ class BadImages(MlflowException):
 def as_images(model_input, pixels: int) -> np.ndarray:
     """Rows of `pixels` float32 values in [0, 1] from an array, list or DataFrame; a request
     with anything else is refused naming the first bad row and the fix."""
+    if isinstance(model_input, pd.DataFrame):
+        check_header(model_input.columns)
     try:
         images = np.asarray(model_input, dtype=np.float32)
     except (TypeError, ValueError) as error:
@@ -63,6 +67,26 @@ def as_images(model_input, pixels: int) -> np.ndarray:
                 f"{images[rows[0], column]}); {len(rows)} row(s) in all: {fix}"
             )
     return images
+
+
+def check_header(columns) -> None:
+    """CSV is read with its first line as column names: refuse a first line of pixel values
+    (a CSV without a header), whose image would otherwise be lost without a word."""
+    for name in map(str, columns):
+        try:
+            value = float(name)
+        except ValueError:
+            if name.count(".") > 1:  # a repeated value, renamed "0.0.1" by pandas
+                break
+            continue
+        if not value.is_integer():
+            break
+    else:
+        return
+    raise BadImages(
+        f"the first CSV line holds pixel values ({str(columns[0])!r}, ...), not column names: "
+        "start the CSV with a header line, as DataFrame.to_csv(index=False) writes"
+    )
 
 
 def predictions_frame(network: MLP, images: np.ndarray) -> pd.DataFrame:

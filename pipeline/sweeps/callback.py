@@ -7,7 +7,7 @@ the jobs in $PIPELINE_SWEEP_PARENT_RUN_ID (joblib's worker processes inherit it;
 MLFLOW_RUN_ID would make the first child resume and overwrite the parent). Each job logs a
 child run (job.py). When the sweep ends, the parent records the best child by dev
 accuracy (test accuracy is reported, never used to choose) and ends FINISHED. Hydra skips that
-hook when a job fails, so a failing job marks the parent FAILED itself.
+hook when a job fails or the sweep is stopped: ending.py settles those ends.
 
     python -m pipeline.train -m optimizer=sgd,adam model.hidden=[128],[256]
     python -m pipeline.train -m sweep=grid                     # a preset grid, conf/sweep/
@@ -20,10 +20,8 @@ mlflow costs over a second.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.plumbing.schema import TrackingConfig
 
 PARENT_ENV = "PIPELINE_SWEEP_PARENT_RUN_ID"
+LAUNCHER_ENV = "PIPELINE_SWEEP_LAUNCHER_PID"  # the process that runs the sweep (ending.py)
 STORE_ENV = "PIPELINE_SWEEP_STORE_URI"  # for a job that fails before it opened the store
 SELECTION_METRIC = "model/dev_accuracy"  # dev accuracy of the weights each job saved
 
@@ -44,29 +43,6 @@ def parent_run_id() -> str | None:
 def tracking_of(config: DictConfig) -> TrackingConfig:
     merged = OmegaConf.merge(OmegaConf.structured(TrackingConfig), config.tracking)
     return OmegaConf.to_object(merged)
-
-
-@contextlib.contextmanager
-def failures_reach_parent(active: bool) -> Iterator[None]:
-    """In a sweep job, any error (a bad value in the grid included) ends the parent FAILED,
-    and Ctrl-C or SIGTERM ends it KILLED: Hydra will not call on_multirun_end."""
-    parent = parent_run_id() if active else None
-    if parent is None:
-        yield
-        return
-    try:
-        yield
-    except (Exception, KeyboardInterrupt) as error:
-        import mlflow  # here, not at the top: see the module docstring
-
-        from pipeline.tracking.runs import failure_status
-
-        status, message = failure_status(error)
-        with contextlib.suppress(Exception):  # the job's own error matters more
-            client = mlflow.MlflowClient(os.environ.get(STORE_ENV))
-            client.set_tag(parent, "error", f"a job failed: {message}")
-            client.set_terminated(parent, status)
-        raise
 
 
 def best_child(parent_id: str) -> tuple[Any | None, int]:
@@ -103,6 +79,7 @@ class SweepRuns(Callback):
         from pipeline.tracking.store import open_store
         from pipeline.tracking.tags import KIND_TAG
 
+        os.environ[LAUNCHER_ENV] = str(os.getpid())
         tracking = tracking_of(config)
         if not tracking.enabled:
             return
@@ -143,8 +120,8 @@ class SweepRuns(Callback):
             run.set_tags({"best_run_id": best.info.run_id, "best_run_name": best.info.run_name})
         run.log_metrics(summary)
         run.end("FINISHED")
-        os.environ.pop(PARENT_ENV, None)
-        os.environ.pop(STORE_ENV, None)
+        for name in (PARENT_ENV, STORE_ENV, LAUNCHER_ENV):
+            os.environ.pop(name, None)
         if best is not None:
             print(
                 f"sweep: best dev accuracy {summary['best/dev_accuracy']:.4f} in run "

@@ -46,13 +46,13 @@ def run_sweep_job(
             config, resolved_yaml, "sweep-job", job_name, data, parent_id=parent_run_id()
         )
     with settled(run):
-        on_epoch = run.log_epoch if run is not None else None
-        metrics = run_training(config, train, dev, train_outputs, on_epoch=on_epoch)
+        curves = training_runs.LiveCurves(run) if run is not None else None
+        metrics = run_training(config, train, dev, train_outputs, on_epoch=curves)
         history = read_columns(train_outputs.history, made_by="train")
         network = load_model(train_outputs.model)
         test_metrics = evaluate_model(network, test, history, evaluate_outputs)
         if run is not None:
-            training_runs.log_training(run, metrics, train_outputs)
+            training_runs.log_training(run, metrics, train_outputs, curves)
             training_runs.log_evaluation(
                 run, config, test_metrics, evaluate_outputs, train_outputs.model,
                 test["images"][:2], register=False,

@@ -24,7 +24,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 
 from pipeline.nn import model_from_arrays
 from pipeline.plumbing.errors import PipelineError
@@ -72,7 +72,11 @@ def log_pyfunc_model(run, weights: Path, example, register: str | None, alias: s
     ):
         # Hints aimed at models without a signature or with missing values: neither applies.
         warnings.simplefilter("ignore", UserWarning)
-        signature = infer_signature(example, predictions_frame(network, example))
+        # Outputs only: with an input tensor schema, MLflow's scoring server cannot read CSV
+        # (it asks the tensor for pandas types and fails before the model sees the request).
+        # The model checks its input itself, more strictly than a schema can (serving/pyfunc).
+        outputs = infer_signature(example, predictions_frame(network, example)).outputs
+        signature = ModelSignature(outputs=outputs)
         info = mlflow.pyfunc.log_model(
             name=ARTIFACT,
             python_model=str(MODEL_CODE),  # models from code, no pickle

@@ -8,6 +8,7 @@ whose process is gone (`python -m pipeline.runs stale [--mark]`, `make stale-run
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -18,11 +19,29 @@ import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
+from pipeline.plumbing.errors import interrupts_deferred
+from pipeline.tracking.store import store_calls
+
 PARAM_VALUE_LIMIT = 6000  # MLflow's maximum length of a param value
 
 
 def as_param(value) -> str:
     return str(value)[:PARAM_VALUE_LIMIT]
+
+
+def whole(write):
+    """A write to the store that Ctrl-C or SIGTERM cannot cut in half (see plumbing/errors),
+    and whose failure is a one-line `StoreError` naming the call."""
+
+    @functools.wraps(write)
+    def uncut(*args, **kwargs):
+        with (
+            interrupts_deferred("a write to the MLflow store was done"),
+            store_calls(write.__name__),
+        ):
+            return write(*args, **kwargs)
+
+    return uncut
 
 
 class Run:
@@ -33,6 +52,7 @@ class Run:
         self.client = mlflow.MlflowClient()
 
     @classmethod
+    @whole
     def start(cls, experiment_id, name=None, tags=None, params=None, parent_id=None) -> Run:
         tags = dict(tags or {})
         if parent_id:
@@ -43,9 +63,13 @@ class Run:
         return run
 
     @classmethod
+    @whole
     def resume(cls, run_id: str) -> Run:
         run = cls(run_id)
         run.client.update_run(run_id, status="RUNNING")
+        # This process holds the run open now: `stale_runs` must check it, not the trainer.
+        run.client.set_tag(run_id, "pid", str(os.getpid()))
+        run.client.set_tag(run_id, "host", socket.gethostname())
         return run
 
     def exists(self) -> bool:
@@ -55,39 +79,50 @@ class Run:
         except MlflowException:
             return False
 
+    @whole
     def log_params(self, params: dict) -> None:
         items = [Param(key, as_param(value)) for key, value in params.items()]
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.run_id, params=items[start : start + 100])
 
+    @whole
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
         self.client.log_batch(self.run_id, metrics=batch)
 
-    def log_epoch(self, record) -> None:
-        """One `EpochRecord` as the run's per-epoch curves, in one request."""
-        self.log_metrics(
-            {
-                "train/loss": record.train_loss,
-                "train/accuracy": record.train_accuracy,
-                "dev/loss": record.dev_loss,
-                "dev/accuracy": record.dev_accuracy,
-                "train/learning_rate": record.learning_rate,
-            },
-            step=record.epoch,
-        )
+    @whole
+    def log_epochs(self, records) -> None:
+        """`EpochRecord`s as the run's per-epoch curves, in as few requests as MLflow allows."""
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(key, float(value), now, record.epoch)
+            for record in records
+            for key, value in (
+                ("train/loss", record.train_loss),
+                ("train/accuracy", record.train_accuracy),
+                ("dev/loss", record.dev_loss),
+                ("dev/accuracy", record.dev_accuracy),
+                ("train/learning_rate", record.learning_rate),
+            )
+        ]
+        for start in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics a batch
+            self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
 
+    @whole
     def log_artifact(self, path: Path, directory: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), directory)
 
+    @whole
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
 
+    @whole
     def set_tags(self, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_tag(self.run_id, key, as_param(value))
 
+    @whole
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
 
@@ -109,21 +144,34 @@ def settled(run: Run | None) -> Iterator[Run | None]:
         yield run
     except (Exception, KeyboardInterrupt) as error:
         status, message = failure_status(error)
-        with contextlib.suppress(Exception):  # the original error matters more
-            run.set_tags({"error": message})
-            run.end(status)
+        end_quietly(run, status, message)
         raise
     run.end("FINISHED")
 
 
-def stale_runs(mark: bool = False) -> list[str]:
-    """Runs RUNNING in the store whose process, on this host, no longer exists."""
+def end_quietly(run: Run, status: str, message: str) -> None:
+    """End `run` with `status`, whatever happens meanwhile: the error that ended it matters
+    more than one from the store, and a second Ctrl-C waits until the run has ended."""
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        interrupts_deferred("the run had ended"),
+        contextlib.suppress(Exception),
+    ):
+        run.set_tags({"error": message})
+        run.end(status)
+
+
+def stale_runs(mark: bool = False, experiment_ids: list[str] | None = None) -> list[str]:
+    """Runs RUNNING in the store (in `experiment_ids`, else in all) whose process, on this
+    host, no longer exists; with `mark`, end them KILLED."""
     client = mlflow.MlflowClient()
     host = socket.gethostname()
     found = []
-    for experiment in client.search_experiments():
+    if experiment_ids is None:
+        experiment_ids = [experiment.experiment_id for experiment in client.search_experiments()]
+    for experiment_id in experiment_ids:
         for run in client.search_runs(
-            [experiment.experiment_id], "attributes.status = 'RUNNING'", max_results=1000
+            [experiment_id], "attributes.status = 'RUNNING'", max_results=1000
         ):
             tags = run.data.tags
             if tags.get("host") != host or not tags.get("pid", "").isdigit():

@@ -12,7 +12,11 @@ the one this MLflow expects is reported in one line with the way out.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -29,6 +33,56 @@ class TrackingError(PipelineError):
     """The tracking store cannot be reached or used."""
 
 
+class StoreError(TrackingError):
+    """A call to the store failed midway (server gone, database locked or read-only, disk
+    full); the message is one line: the call and the first line of the store's error."""
+
+
+@contextlib.contextmanager
+def store_calls(what: str) -> Iterator[None]:
+    """Turn any failure of the store in the block into a one-line `StoreError` naming `what`."""
+    try:
+        yield
+    except PipelineError:
+        raise
+    except Exception as error:
+        raise StoreError(
+            f"the MLflow store {mlflow.get_tracking_uri()} failed in {what} ({short_reason(error)})"
+        ) from error
+
+
+def short_reason(error: BaseException) -> str:
+    """The telling part of a store's error: the OS error or time-out an HTTP failure wraps in
+    a paragraph of retries, else the first line."""
+    text = str(error).strip()
+    patterns = (
+        r"\[Errno -?\d+\] [^'\"()]+",  # an OS error (connection refused, disk full)
+        r"Read timed out\. \(read timeout=[\d.]+\)",
+        r"\([\w.]+(?:Error|Exception)\) [^\n]+",  # a database error, as SQLAlchemy shows it
+    )
+    for pattern in patterns:
+        found = re.search(pattern, text)
+        if found:
+            return found[0].strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    return first if len(first) <= 300 else first[:297] + "..."
+
+
+# MLflow retries a failed HTTP request 7 times with a backoff factor of 2, and waits 120 s
+# for each answer: a lost server stalls a training for minutes. These bounds (yours win if you
+# set the variables) make each call give up within about a minute.
+HTTP_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+
+
+def bound_http_requests() -> None:
+    for name, value in HTTP_BOUNDS.items():
+        os.environ.setdefault(name, value)
+
+
 def store_uri(tracking: TrackingConfig) -> str:
     if tracking.uri:
         return tracking.uri
@@ -40,16 +94,35 @@ STALE_SCHEMA = "out-of-date database schema"  # MLflow's words for a schema it d
 
 
 def sqlite_database(uri: str) -> Path | None:
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    """The file of a plain `sqlite:///path` store; None for others (a server, a `file:` URI
+    with options such as mode=ro, which SQLite opens as it is told)."""
+    path = uri.removeprefix("sqlite:///")
+    if path == uri or path.startswith("file:") or "?" in path:
+        return None
+    return Path(path)
 
 
 def open_store(tracking: TrackingConfig) -> str:
     """Reach the store (creating and migrating a new SQLite one), make sure the experiment
     exists, and return its id; raise `TrackingError` naming the store if that fails."""
+    # MLflow logs each failed database call with its whole trace before raising it; the one
+    # line `store_calls` makes of it says what matters.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = store_uri(tracking)
     database = sqlite_database(uri)
     if database is None:
+        bound_http_requests()
         return reach_store(uri, tracking.experiment)
+    if database.is_file() and not os.access(database, os.W_OK):
+        raise TrackingError(
+            f"the MLflow store {database} is read-only: make it writable (chmod u+w), point "
+            "tracking.uri at another store, or turn tracking off with tracking.enabled=false"
+        )
+    if not os.access(database.parent, os.W_OK | os.X_OK) and database.parent.is_dir():
+        raise TrackingError(
+            f"the folder of the MLflow store, {database.parent}, is read-only (SQLite writes "
+            "its journal there): make it writable or point tracking.uri elsewhere"
+        )
     try:
         database.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(f"{database}.lock", timeout=LOCK_TIMEOUT)

@@ -5,27 +5,33 @@
     log_evaluation       test scores, the figures, and the model as a pyfunc (registry.py)
     reopen_training_run  the run `train` opened, for `evaluate`; rebuilt from the files if the
                          store lost it (mlflow.db deleted)
+    LiveCurves           per-epoch curves, logged as each epoch ends (the trainer's `on_epoch`);
+                         a store that stops answering costs a warning, not the training
 
-Per-epoch curves are logged by `Run.log_epoch`, which the train stage passes as `on_epoch`.
+Starting a run also ends, KILLED, the runs of this experiment left RUNNING by processes on
+this host that are gone (SIGKILL, or a store that was unreachable when the run should end).
 """
 
 from __future__ import annotations
 
 import json
+import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from pipeline.nn import EpochRecord
 from pipeline.plumbing.config import flatten
-from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.errors import PipelineError, interrupts_deferred
 from pipeline.plumbing.files import file_sha256, read_columns
 from pipeline.plumbing.paths import EvaluateOutputs, TrainOutputs
 from pipeline.plumbing.schema import Config
 from pipeline.tracking.registry import log_pyfunc_model
-from pipeline.tracking.runs import Run
-from pipeline.tracking.store import open_store
+from pipeline.tracking.runs import Run, stale_runs
+from pipeline.tracking.store import StoreError, open_store, store_calls
 from pipeline.tracking.tags import run_tags
 
 
@@ -39,6 +45,8 @@ def start_training_run(
 ) -> Run:
     """Open the store (failing now, before training, if it cannot be used) and start a run."""
     experiment_id = open_store(config.tracking)
+    for abandoned in stale_runs(mark=True, experiment_ids=[experiment_id]):
+        print(f"train: marked KILLED, its process having ended: {abandoned}", file=sys.stderr)
     tags = run_tags(kind, config.seed, data_files)
     params = flatten(asdict(config))
     run = Run.start(experiment_id, name, tags, params, parent_id=parent_id)
@@ -46,7 +54,45 @@ def start_training_run(
     return run
 
 
-def log_training(run: Run, metrics: dict, outputs: TrainOutputs) -> None:
+class LiveCurves:
+    """Logs each epoch's record as the epoch ends. If the store stops answering, training goes
+    on: one warning, a new try at most once every RETRY_AFTER seconds, and the epochs missed
+    are sent when it answers again, at the latest by `flush` at the end of the run."""
+
+    RETRY_AFTER = 60.0
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.unsent: list[EpochRecord] = []
+        self.failing_since: float | None = None
+
+    def __call__(self, record: EpochRecord) -> None:
+        self.unsent.append(record)
+        if self.failing_since and time.monotonic() - self.failing_since < self.RETRY_AFTER:
+            return
+        try:
+            self.flush()
+        except StoreError as error:
+            if self.failing_since is None:
+                tqdm.write(  # on a line of its own, above the progress bar
+                    f"train: warning: {error}, at epoch {record.epoch}; training goes on, and "
+                    "the curves are sent once the store answers again",
+                    file=sys.stderr,
+                )
+            self.failing_since = time.monotonic()
+
+    def flush(self) -> None:
+        """Send every unsent epoch; raise `StoreError` if the store still does not answer."""
+        if self.unsent:
+            self.run.log_epochs(self.unsent)
+            if self.failing_since is not None:
+                tqdm.write(f"train: the MLflow store answers again; {len(self.unsent)} epochs sent")
+            self.unsent = []
+        self.failing_since = None
+
+
+def log_training(run: Run, metrics: dict, outputs: TrainOutputs, curves: LiveCurves) -> None:
+    curves.flush()
     run.log_metrics(
         {
             "train/seconds": metrics["train_seconds"],
@@ -88,7 +134,8 @@ def log_evaluation(
         run.log_artifact(figure, "figures")
     if config.tracking.log_model:
         name = config.tracking.registered_model if register else None
-        log_pyfunc_model(run, weights, example, name, config.tracking.alias)
+        with interrupts_deferred("the model was logged"), store_calls("log_model"):
+            log_pyfunc_model(run, weights, example, name, config.tracking.alias)
 
 
 def read_run_record(path: Path) -> dict:
@@ -121,11 +168,13 @@ def reopen_training_run(config: Config, train_outputs: TrainOutputs, data_files)
     )  # fmt: skip
     history = read_columns(train_outputs.history, made_by="train")
     columns = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "learning_rate")
+    curves = LiveCurves(run)
     for row, epoch in enumerate(history["epoch"]):
         values = [float(history[column][row]) for column in columns]
-        run.log_epoch(EpochRecord(int(epoch), *values, seconds=0.0))
+        curves.unsent.append(EpochRecord(int(epoch), *values, seconds=0.0))
     if train_outputs.metrics.is_file():
-        log_training(run, json.loads(train_outputs.metrics.read_text()), train_outputs)
+        log_training(run, json.loads(train_outputs.metrics.read_text()), train_outputs, curves)
+    curves.flush()
     return run
 
 

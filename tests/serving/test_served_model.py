@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import free_port, tool_env
@@ -74,3 +75,32 @@ def test_bad_pixels_are_refused_with_400_and_good_rows_scored(served):
         assert status == 400, answer
         assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
         assert "row 1 (of 2) has" in answer["message"] and said in answer["message"]
+
+
+def post_csv(port: int, text: str) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", data=text.encode(),
+        headers={"Content-Type": "text/csv"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_csv_with_a_header_is_scored_and_without_one_refused(served):
+    port, network = served
+    rows = np.eye(784, dtype=np.float32)[:3]
+    status, answer = post_csv(port, pd.DataFrame(rows).to_csv(index=False))
+    assert status == 200, answer
+    assert [p["digit"] for p in answer["predictions"]] == network.predict(rows).tolist()
+    # Without the header line the first image would be read as column names and lost.
+    status, answer = post_csv(port, pd.DataFrame(rows).to_csv(index=False, header=False))
+    assert status == 400, answer
+    assert "the first CSV line holds pixel values" in answer["message"]
+    assert "header line" in answer["message"]
+    bad = rows.copy()
+    bad[2, 7] = 255
+    status, answer = post_csv(port, pd.DataFrame(bad).to_csv(index=False))
+    assert status == 400 and "row 2 (of 3) has a pixel outside [0, 1]" in answer["message"]

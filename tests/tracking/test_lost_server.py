@@ -1,0 +1,159 @@
+"""A real `mlflow server` that goes away while a training logs to it: the training finishes,
+the previous outputs stay unless the run could be completed, nothing is lost, no run stays
+RUNNING for good, and every message is one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from tests.conftest import QUICK, free_port, project_with_data, run, tool_env
+
+pytestmark = pytest.mark.slow
+
+# Long enough (about 20 s here) to stop and restart the server while it trains.
+LONG = ["model.hidden=[16]", "train.epochs=1500", "train.max_shift=0"]
+OUTPUTS = ["models/model.npz", "reports/train_metrics.json", "reports/train_history.csv",
+           "reports/mlflow_run.json"]  # fmt: skip
+
+
+class Server:
+    """`mlflow server` on 127.0.0.1, its store and artifacts in `folder`; stopped by PID."""
+
+    def __init__(self, folder: Path, port: int):
+        self.folder, self.port, self.process = folder, port, None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["mlflow", "server", "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+             "--artifacts-destination", str(self.folder / "artifacts"),
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+            env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its workers share its process group, stopped with it
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.uri}/health", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError("mlflow server did not come up within 90 s")
+
+    def kill(self) -> None:
+        """Gone at once, as a crashed server or a lost network would be."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def server(tmp_path):
+    started = Server(tmp_path / "server", free_port())
+    started.folder.mkdir()
+    started.start()
+    yield started
+    started.kill()
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A project whose train outputs exist already, from a training with tracking off."""
+    project = project_with_data(tmp_path / "project")
+    run([sys.executable, "-m", "pipeline.train", *QUICK, "tracking.enabled=false"], project)
+    return project
+
+
+def snapshot(project: Path) -> dict[str, bytes]:
+    return {name: (project / name).read_bytes() for name in OUTPUTS}
+
+
+def train_against(project: Path, server: Server) -> subprocess.Popen:
+    args = [sys.executable, "-m", "pipeline.train", *LONG, f"tracking.uri={server.uri}"]
+    return subprocess.Popen(
+        args, cwd=project, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def wait_for_epochs(server: Server, training: subprocess.Popen) -> str:
+    """The id of the training's run, once it has logged an epoch."""
+    client = mlflow.MlflowClient(server.uri)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert training.poll() is None, training.communicate()
+        experiment = client.get_experiment_by_name("mnist-from-scratch")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        if runs and "train/loss" in runs[0].data.metrics:
+            return runs[0].info.run_id
+        time.sleep(0.3)
+    raise AssertionError("the training logged no epoch")
+
+
+def one_line_errors(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr
+    return [line for line in stderr.replace("\r", "\n").splitlines() if "error" in line]
+
+
+def test_a_server_lost_for_good_keeps_the_model_aside_and_the_outputs(project, server):
+    before = snapshot(project)
+    training = train_against(project, server)
+    run_id = wait_for_epochs(server, training)
+    server.kill()
+    started = time.monotonic()
+    _, stderr = training.communicate(timeout=300)
+    assert training.returncode == 1
+    assert time.monotonic() - started < 120  # bounded retries, not minutes of them
+    assert "train: warning: the MLflow store" in stderr  # while training: a warning
+    (error,) = one_line_errors(stderr)
+    kept = project / "models" / "unpublished" / run_id
+    assert error.startswith("train: error: the MLflow store")
+    assert f"kept in models/unpublished/{run_id}/" in error
+    # Nothing lost: the previous outputs as they were, the new model whole beside them.
+    assert snapshot(project) == before
+    with np.load(kept / "model.npz") as weights:
+        assert len(weights.files) > 0
+    assert (kept / "train_history.csv").read_text().count("\n") == 1501
+    # The run could not be ended while the server was gone; the next training on this host
+    # ends it KILLED, and runs normally.
+    server.start()
+    assert mlflow.MlflowClient(server.uri).get_run(run_id).info.status == "RUNNING"
+    rerun = run(
+        [sys.executable, "-m", "pipeline.train", *QUICK, f"tracking.uri={server.uri}"], project
+    )
+    assert f"marked KILLED, its process having ended: {run_id}" in rerun.stderr
+    assert mlflow.MlflowClient(server.uri).get_run(run_id).info.status == "KILLED"
+    assert snapshot(project) != before
+
+
+def test_a_server_back_before_the_end_gets_the_whole_run(project, server):
+    training = train_against(project, server)
+    run_id = wait_for_epochs(server, training)
+    server.kill()
+    warned = ""
+    while "train: warning: the MLflow store" not in warned:
+        line = training.stderr.readline()
+        assert line, "the training ended without warning"
+        warned += line
+    server.start()
+    _, stderr = training.communicate(timeout=300)
+    assert training.returncode == 0, stderr
+    finished = mlflow.MlflowClient(server.uri).get_run(run_id)
+    assert finished.info.status == "FINISHED"
+    # Every epoch's curve point is in the run, those logged while it was gone included.
+    history = mlflow.MlflowClient(server.uri).get_metric_history(run_id, "train/loss")
+    assert sorted(point.step for point in history) == list(range(1, 1501))
+    assert (project / "reports" / "mlflow_run.json").read_text().count(run_id) == 1
