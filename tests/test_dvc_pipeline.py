@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -311,18 +312,25 @@ def test_ctrl_c_mid_training_leaves_the_previous_outputs(project):
     before = snapshot(project)
     with edited_config(project, "epochs: 3", "epochs: 100000"):
         run([sys.executable, "-m", "pipeline.params", "compose"], project)
-        process = subprocess.Popen(
-            ["dvc", "repro", "-s", "-f", "train"], cwd=project, start_new_session=True,
-            env={k: v for k, v in tool_env().items() if k != "MLFLOW_TRACKING_URI"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        seen = ""
-        while "dev_acc" not in seen:  # an epoch has ended: training is under way
-            char = process.stderr.read(1)
-            assert char, f"dvc ended before training started: {seen}"
-            seen += char
+        log = project.parent / "repro.stderr"  # a file: the test waits for dvc, not a pipe
+        with open(log, "w") as stderr:
+            process = subprocess.Popen(
+                ["dvc", "repro", "-s", "-f", "train"], cwd=project, start_new_session=True,
+                env={k: v for k, v in tool_env().items() if k != "MLFLOW_TRACKING_URI"},
+                stdout=subprocess.DEVNULL, stderr=stderr,
+            )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while "dev_acc" not in log.read_text():  # an epoch has ended: training is under way
+            assert process.poll() is None, f"dvc ended before training: {log.read_text()}"
+            assert time.monotonic() < deadline, "no epoch ended within 120 s"
+            time.sleep(0.1)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        _, rest = process.communicate(timeout=60)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise AssertionError(f"dvc did not stop: {log.read_text()[-2000:]}") from None
+        seen, rest = log.read_text(), ""
     assert process.returncode != 0
     assert "train: stopped" in seen + rest
     assert snapshot(project) == before

@@ -55,3 +55,17 @@ def test_a_wrong_shape_or_text_is_refused_clearly():
         as_images(np.zeros((2, 28, 28)), 784)
     with pytest.raises(BadImages, match="cannot read the input as numbers"):
         as_images([["a"] * 784], 784)
+
+
+def test_a_csv_read_without_its_header_line_is_refused():
+    import pandas as pd
+
+    pixels = np.zeros((2, 784), dtype=np.float32)
+    named = pd.DataFrame(pixels)  # columns 0 … 783, as DataFrame.to_csv writes them
+    assert as_images(named, 784).shape == (2, 784)
+    # pandas read a first line of pixel values as names: 0.0, 0.0.1, 0.0.2, …
+    headerless = pd.DataFrame(pixels, columns=["0.0", *(f"0.0.{i}" for i in range(1, 784))])
+    with pytest.raises(BadImages, match="the first CSV line holds pixel values"):
+        as_images(headerless, 784)
+    with pytest.raises(BadImages, match="header line"):
+        as_images(pd.DataFrame(pixels, columns=[f"{0.5 + i}" for i in range(784)]), 784)

@@ -47,10 +47,14 @@ class Sweep:
 
     def __init__(self, project: Path, sweep_dir: Path, uri: str):
         args = [sys.executable, "-m", "pipeline.train", "-m", *LONG_SWEEP]
-        self.process = subprocess.Popen(
-            [*args, f"hydra.sweep.dir={sweep_dir}"], cwd=project, env=tool_env(),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )  # fmt: skip
+        # stderr goes to a file, not a pipe: the launcher's exit is what the test waits for,
+        # and anything it left behind is found by session below, not by a pipe held open.
+        self.stderr = sweep_dir.parent / "sweep.stderr"
+        with open(self.stderr, "w") as stderr:
+            self.process = subprocess.Popen(
+                [*args, f"hydra.sweep.dir={sweep_dir}"], cwd=project, env=tool_env(),
+                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+            )  # fmt: skip
         self.client = mlflow.MlflowClient(uri)
 
     def runs(self):
@@ -69,14 +73,19 @@ class Sweep:
             training = [c for c in self.children() if "train/loss" in c.data.metrics]
             if len(training) == 2:
                 return [int(c.data.tags["pid"]) for c in training]
-            assert self.process.poll() is None, self.process.communicate()[1][-3000:]
+            assert self.process.poll() is None, self.stderr.read_text()[-3000:]
             time.sleep(0.5)
         raise AssertionError("the sweep's jobs did not start training")
 
     def finish(self, timeout: float = 60) -> tuple[int, str]:
         """The launcher's exit status and stderr, once it and every process of its session
         have ended; any left behind fails the test (and is killed, by PID)."""
-        _, stderr = self.process.communicate(timeout=timeout)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            alive = [" ".join(p.cmdline()) for p in session_processes(self.process.pid)]
+            raise AssertionError(f"the launcher did not end; alive: {alive}") from None
+        stderr = self.stderr.read_text()
         deadline = time.monotonic() + 20
         while session_processes(self.process.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
