@@ -337,3 +337,14 @@ def test_ctrl_c_mid_training_leaves_the_previous_outputs(project):
     client = project_client(project)
     killed = client.search_runs(["1"], "attributes.status = 'KILLED'")
     assert len(killed) == 1  # the interrupted training's run, settled
+
+
+def test_a_missing_params_file_deletes_nothing(project):
+    data = {p: p.read_bytes() for p in sorted((project / "data").rglob("*")) if p.is_file()}
+    before = snapshot(project)
+    (project / "params.yaml").unlink()
+    result = dvc(["repro"], project, check=False)
+    assert result.returncode != 0
+    assert "are missing from 'params.yaml'" in result.stderr
+    assert {p: p.read_bytes() for p in data} == data  # data/raw above all: it was deleted
+    assert snapshot(project) == before
