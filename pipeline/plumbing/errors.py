@@ -95,18 +95,12 @@ def stage_errors(stage: str, exit_on_error: bool = True) -> Iterator[None]:
     interrupt_on_sigterm()
     try:
         yield
-    except PipelineError as error:
-        print(f"{stage}: error: {error}", file=sys.stderr)
-        if not exit_on_error:
-            raise
-        raise SystemExit(1) from None
-    except OSError as error:  # e.g. a folder that is not writable, an I/O error
-        where = f" ({error.filename})" if error.filename else ""
-        print(
-            f"{stage}: error: {error.strerror or error}{where}; its earlier outputs are as "
-            "they were",
-            file=sys.stderr,
-        )
+    except (PipelineError, OSError) as error:
+        message = str(error)
+        if isinstance(error, OSError):  # e.g. a folder that is not writable, an I/O error
+            where = f" ({error.filename})" if error.filename else ""
+            message = f"{error.strerror or error}{where}; its earlier outputs are as they were"
+        print(f"{stage}: error: {message}", file=sys.stderr)
         if not exit_on_error:
             raise
         raise SystemExit(1) from None

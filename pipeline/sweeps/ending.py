@@ -172,11 +172,9 @@ def end_runs(parent: str, status: str, reason: str) -> str:
     )
     unfinished = [run for run in children if run.info.status == "RUNNING"]
     for run in unfinished:
-        client.set_tag(run.info.run_id, "error", f"the sweep ended before this job: {reason}")
-        client.set_terminated(run.info.run_id, status)
-    if client.get_run(parent).info.status == "RUNNING":
-        client.set_tag(parent, "error", reason)
-        client.set_terminated(parent, status)
+        ended_early = f"the sweep ended before this job: {reason}"
+        end_if_running(client, run.info.run_id, status, ended_early)
+    end_if_running(client, parent, status, reason)
     final = client.get_run(parent).info.status
     os.environ.pop(PARENT_ENV, None)
     kept = sum(run.info.status == "FINISHED" for run in children)
@@ -222,20 +220,25 @@ def end_parent(error: BaseException) -> None:
     status, message = failure_status(error)
     with contextlib.suppress(Exception):  # the job's own error matters more
         client = mlflow.MlflowClient(os.environ.get(STORE_ENV))
-        if client.get_run(parent).info.status == "RUNNING":
-            client.set_tag(parent, "error", f"a job failed: {message}")
-            client.set_terminated(parent, status)
+        end_if_running(client, parent, status, f"a job failed: {message}")
+
+
+def end_if_running(client, run_id: str, status: str, reason: str) -> None:
+    """End a run still RUNNING with `status`, `reason` in its `error` tag; leave an ended one."""
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_tag(run_id, "error", reason)
+        client.set_terminated(run_id, status)
 
 
 _orphaned = threading.Event()  # set once this worker's launcher is gone
-_watching: set[int] = set()
+_watching = threading.Event()  # set once this worker watches its launcher
 
 
 def watch_launcher(launcher_pid: int) -> threading.Event:
     """Interrupt this worker's main thread once its parent, the launcher, is gone (one
     watching thread per worker process, whatever the number of jobs it runs)."""
-    if launcher_pid not in _watching:
-        _watching.add(launcher_pid)
+    if not _watching.is_set():
+        _watching.set()
 
         def watch():
             while os.getppid() == launcher_pid:

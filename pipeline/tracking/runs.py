@@ -35,10 +35,7 @@ def whole(write):
 
     @functools.wraps(write)
     def uncut(*args, **kwargs):
-        with (
-            interrupts_deferred("a write to the MLflow store was done"),
-            store_calls(write.__name__),
-        ):
+        with store_calls(write.__name__):
             return write(*args, **kwargs)
 
     return uncut

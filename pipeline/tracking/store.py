@@ -24,7 +24,7 @@ from filelock import FileLock
 from filelock import Timeout as LockTimeout
 from mlflow.exceptions import MlflowException
 
-from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.errors import PipelineError, interrupts_deferred
 from pipeline.plumbing.paths import mlflow_artifacts, mlflow_database
 from pipeline.plumbing.schema import TrackingConfig
 
@@ -40,9 +40,12 @@ class StoreError(TrackingError):
 
 @contextlib.contextmanager
 def store_calls(what: str) -> Iterator[None]:
-    """Turn any failure of the store in the block into a one-line `StoreError` naming `what`."""
+    """Write to the store: Ctrl-C or SIGTERM meanwhile waits until the write is done (an SQLite
+    transaction cut in half can leave the database locked), and any failure becomes a one-line
+    `StoreError` naming `what`."""
     try:
-        yield
+        with interrupts_deferred(f"the MLflow store's {what} was done"):
+            yield
     except PipelineError:
         raise
     except Exception as error:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from pipeline.nn import EpochRecord
 from pipeline.plumbing.config import flatten
-from pipeline.plumbing.errors import PipelineError, interrupts_deferred
+from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.files import file_sha256, read_columns
 from pipeline.plumbing.paths import EvaluateOutputs, TrainOutputs
 from pipeline.plumbing.schema import Config
@@ -91,8 +91,11 @@ class LiveCurves:
         self.failing_since = None
 
 
-def log_training(run: Run, metrics: dict, outputs: TrainOutputs, curves: LiveCurves) -> None:
-    curves.flush()
+def log_training(
+    run: Run, metrics: dict, outputs: TrainOutputs, curves: LiveCurves | None = None
+) -> None:
+    if curves is not None:  # epochs the store missed while training go first
+        curves.flush()
     run.log_metrics(
         {
             "train/seconds": metrics["train_seconds"],
@@ -134,7 +137,7 @@ def log_evaluation(
         run.log_artifact(figure, "figures")
     if config.tracking.log_model:
         name = config.tracking.registered_model if register else None
-        with interrupts_deferred("the model was logged"), store_calls("log_model"):
+        with store_calls("log_model"):
             log_pyfunc_model(run, weights, example, name, config.tracking.alias)
 
 
@@ -168,13 +171,13 @@ def reopen_training_run(config: Config, train_outputs: TrainOutputs, data_files)
     )  # fmt: skip
     history = read_columns(train_outputs.history, made_by="train")
     columns = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "learning_rate")
-    curves = LiveCurves(run)
-    for row, epoch in enumerate(history["epoch"]):
-        values = [float(history[column][row]) for column in columns]
-        curves.unsent.append(EpochRecord(int(epoch), *values, seconds=0.0))
+    records = [
+        EpochRecord(int(epoch), *(float(history[column][row]) for column in columns), seconds=0.0)
+        for row, epoch in enumerate(history["epoch"])
+    ]
+    run.log_epochs(records)
     if train_outputs.metrics.is_file():
-        log_training(run, json.loads(train_outputs.metrics.read_text()), train_outputs, curves)
-    curves.flush()
+        log_training(run, json.loads(train_outputs.metrics.read_text()), train_outputs)
     return run
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,16 +16,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import free_port, tool_env
+from tests.conftest import free_port, tool_env, wait_for_http
 from tests.tracking.test_registry import logged_run
 
 pytestmark = pytest.mark.slow
 
 
-def post(port: int, payload) -> tuple[int, dict]:
+def post(port: int, payload, content_type: str = "application/json") -> tuple[int, dict]:
+    """POST to the scoring server: `payload` as JSON, or as is if it is text (CSV)."""
+    body = payload if isinstance(payload, str) else json.dumps(payload)
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
+        f"http://127.0.0.1:{port}/invocations", data=body.encode(),
+        headers={"Content-Type": content_type},
     )  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -47,15 +48,7 @@ def served(mlflow_store, tmp_path):
         start_new_session=True,  # its workers share its process group, stopped with it below
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow models serve did not come up within 60 s")
+        wait_for_http(f"http://127.0.0.1:{port}/ping", "mlflow models serve", timeout=60)
         yield port, network
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -77,30 +70,18 @@ def test_bad_pixels_are_refused_with_400_and_good_rows_scored(served):
         assert "row 1 (of 2) has" in answer["message"] and said in answer["message"]
 
 
-def post_csv(port: int, text: str) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations", data=text.encode(),
-        headers={"Content-Type": "text/csv"},
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def test_csv_with_a_header_is_scored_and_without_one_refused(served):
     port, network = served
     rows = np.eye(784, dtype=np.float32)[:3]
-    status, answer = post_csv(port, pd.DataFrame(rows).to_csv(index=False))
+    status, answer = post(port, pd.DataFrame(rows).to_csv(index=False), "text/csv")
     assert status == 200, answer
     assert [p["digit"] for p in answer["predictions"]] == network.predict(rows).tolist()
     # Without the header line the first image would be read as column names and lost.
-    status, answer = post_csv(port, pd.DataFrame(rows).to_csv(index=False, header=False))
+    status, answer = post(port, pd.DataFrame(rows).to_csv(index=False, header=False), "text/csv")
     assert status == 400, answer
     assert "the first CSV line holds pixel values" in answer["message"]
     assert "header line" in answer["message"]
     bad = rows.copy()
     bad[2, 7] = 255
-    status, answer = post_csv(port, pd.DataFrame(bad).to_csv(index=False))
+    status, answer = post(port, pd.DataFrame(bad).to_csv(index=False), "text/csv")
     assert status == 400 and "row 2 (of 3) has a pixel outside [0, 1]" in answer["message"]

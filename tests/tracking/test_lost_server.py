@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import QUICK, free_port, project_with_data, run, tool_env
+from tests.conftest import QUICK, free_port, project_with_data, run, tool_env, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -44,14 +43,7 @@ class Server:
             env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # its workers share its process group, stopped with it
         )  # fmt: skip
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.uri}/health", timeout=2)
-                return
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError("mlflow server did not come up within 90 s")
+        wait_for_http(f"{self.uri}/health", "mlflow server", timeout=90)
 
     def kill(self) -> None:
         """Gone at once, as a crashed server or a lost network would be."""
