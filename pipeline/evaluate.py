@@ -7,9 +7,10 @@ each atomically (pipeline/evaluation/reports.py):
     reports/confusion.csv         one `actual,predicted` row per test image (DVC confusion plot)
     reports/figures/*.png         confusion heatmap, training curves, misclassified digits
 
-With tracking on, all of it and the model (an MLflow pyfunc) go into the run `train` opened
-(reports/mlflow_run.json). Run by `dvc repro`, and only then, the model is registered and the
-registry alias moved to it; see pipeline/tracking/registry.py for promoting another one.
+With tracking on, all of it and the model (an MLflow pyfunc) go into the run that trained
+models/model.npz (found by the SHA-256 of the weights it saved). Run by `dvc repro`, and only
+then, the model is registered and the registry alias moved to it; see
+pipeline/tracking/registry.py for promoting another one.
 
     python -m pipeline.evaluate
 """
@@ -21,9 +22,10 @@ import os
 from dataclasses import astuple
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline.evaluation.reports import evaluate_model, load_model
+from pipeline.plumbing.compute import pin
 from pipeline.plumbing.config import run_by_dvc, stage_config
 from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import stage_errors
@@ -40,7 +42,7 @@ from pipeline.plumbing.paths import (
 from pipeline.plumbing.schema import Config
 
 
-def evaluate_in_project(config: Config) -> dict:
+def evaluate_in_project(config: Config, resolved_yaml: str = "") -> dict:
     """Score the project's trained model on the test set, write the reports and, with
     tracking on, log them into the training's run; return the test metrics."""
     network = load_model(TRAIN.model)
@@ -53,7 +55,7 @@ def evaluate_in_project(config: Config) -> dict:
         from pipeline.tracking.runs import settled
 
         data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
-        run = training_runs.reopen_training_run(config, TRAIN, data)
+        run = training_runs.reopen_training_run(config, resolved_yaml, TRAIN, data)
         training_runs.tag_test_data(run, NORMALISED_TEST)
     with replaced_together(ROOT, astuple(EVALUATE)) as staged_paths:
         staged = EvaluateOutputs(*staged_paths)
@@ -71,7 +73,9 @@ def evaluate_in_project(config: Config) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     with stage_errors("evaluate"):
-        metrics = evaluate_in_project(stage_config(cfg))
+        config = stage_config(cfg)
+        pin(config.compute, "evaluate")  # may restart this process: before any work
+        metrics = evaluate_in_project(config, OmegaConf.to_yaml(cfg, resolve=True))
         print(
             f"evaluate: test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, "
             f"macro F1 {metrics['macro_f1']:.4f}; figures in {EVALUATE.figures}"

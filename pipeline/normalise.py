@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from pipeline.data.normalisation import normalise_mnist
+from pipeline.plumbing.compute import pin
 from pipeline.plumbing.config import stage_config
 from pipeline.plumbing.errors import stage_errors
 from pipeline.plumbing.files import replaced_together
@@ -22,6 +23,7 @@ from pipeline.plumbing.paths import DATA_STATS, NORMALISED_TEST, NORMALISED_TRAI
 def main(cfg: DictConfig) -> None:
     with stage_errors("normalise"):
         config = stage_config(cfg)
+        pin(config.compute, "normalise")  # may restart this process: before any work
         outputs = (NORMALISED_TRAIN, NORMALISED_TEST, DATA_STATS)
         with replaced_together(ROOT, outputs) as staged:
             stats = normalise_mnist(RAW_DIR, config.data.files, *staged)

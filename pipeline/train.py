@@ -4,9 +4,12 @@ Reads `data/split/{train,dev}.npz`, checks every hyperparameter before any work,
 progress bar over the epochs, and writes, each atomically:
 
     models/model.npz               weights and architecture (loads with allow_pickle=False)
-    reports/train_metrics.json     final and best train/dev loss and accuracy, epochs, seconds
+    reports/train_metrics.json     final and best train/dev loss and accuracy, epochs
     reports/train_history.csv      one row per epoch (DVC plots)
-    reports/mlflow_run.json        the MLflow run, for `evaluate` to log into
+
+and, inside `dvc exp run` only, reports/mlflow_run.json: the experiment's MLflow run, which
+`dvc exp show` lists. What is local to one machine (seconds, run ids) goes to MLflow, not into
+the committed outputs, so a clean clone's `dvc repro` leaves `git status` clean.
 
 With tracking on, the training is one MLflow run with its curves logged live; the outputs
 replace the previous ones only once that run has ended FINISHED. A diverging loss, Ctrl-C or
@@ -34,10 +37,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.plumbing.compute import check_in_force, pin
 from pipeline.plumbing.config import run_by_dvc, stage_config
 from pipeline.plumbing.errors import PipelineError, stage_errors
 from pipeline.plumbing.files import replaced_together, write_json
 from pipeline.plumbing.paths import (
+    EXPERIMENT_RUN,
     ROOT,
     SPLIT_DEV,
     SPLIT_TRAIN,
@@ -48,11 +53,14 @@ from pipeline.plumbing.paths import (
 from pipeline.plumbing.schema import Config
 from pipeline.sweeps.ending import settled_sweep, sweep_job
 from pipeline.sweeps.job import run_sweep_job
-from pipeline.training.hyperparameters import check_hyperparameters
+from pipeline.tracking.tags import run_name
+from pipeline.training.hyperparameters import check_hyperparameters, run_summary
 from pipeline.training.trainer import load_split, run_training
 
 
-def train_in_project(config: Config, resolved_yaml: str, root: Path = ROOT) -> dict:
+def train_in_project(
+    config: Config, resolved_yaml: str, root: Path = ROOT, name: str | None = None
+) -> dict:
     """Train on the project's split data, as one MLflow run if tracking is on, and replace the
     train outputs under `root` together once the run has ended FINISHED; a failure anywhere
     leaves the previous outputs and the run they name. Returns the training metrics."""
@@ -67,7 +75,6 @@ def train_in_project(config: Config, resolved_yaml: str, root: Path = ROOT) -> d
 
         kind = "pipeline" if run_by_dvc() else "direct"
         data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
-        name = os.environ.get("DVC_EXP_NAME")
         run = training_runs.start_training_run(config, resolved_yaml, kind, name, data)
     with replaced_together(root, astuple(TrainOutputs.under(root))) as staged_paths:
         staged = TrainOutputs(*staged_paths)
@@ -79,9 +86,10 @@ def train_in_project(config: Config, resolved_yaml: str, root: Path = ROOT) -> d
                     training_runs.log_training(run, metrics, staged, curves)
                 except TrackingError as error:
                     raise keep_aside(staged, root, run.run_id, error) from None
-            write_json(staged.run, {"run_id": run.run_id if run is not None else None})
         # Leaving this block after the run ended FINISHED (or with tracking off) is what
         # puts the new outputs in place.
+    if os.environ.get("DVC_EXP_NAME") and root == ROOT:
+        write_json(EXPERIMENT_RUN, {"run_id": run.run_id if run is not None else None})
     return metrics
 
 
@@ -90,7 +98,7 @@ def keep_aside(staged: TrainOutputs, root: Path, run_id: str, error: Exception) 
     (the DVC outputs keep the previous set); return the one-line error that says so."""
     kept = root / UNPUBLISHED / run_id
     kept.mkdir(parents=True, exist_ok=True)
-    for path in (staged.model, staged.metrics, staged.history):
+    for path in astuple(staged):
         if path.exists():
             path.replace(kept / path.name)
     return PipelineError(
@@ -109,6 +117,10 @@ def main(cfg: DictConfig) -> float:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     with stage_errors("train", exit_on_error=not multirun), sweep_job(multirun):
         config = stage_config(cfg)
+        if multirun:  # the launcher pinned it for every job (sweeps/callback.py)
+            check_in_force(config.compute, "train")
+        else:
+            pin(config.compute, "train")  # may restart this process: before any work
         resolved_yaml = OmegaConf.to_yaml(cfg, resolve=True)
         if multirun:
             job = HydraConfig.get()
@@ -121,7 +133,10 @@ def main(cfg: DictConfig) -> float:
             )
             where = TrainOutputs.under(job_dir).model
         else:
-            metrics = train_in_project(config, resolved_yaml)
+            name = run_name(
+                run_summary(config), HydraConfig.get().runtime.choices.get("experiment")
+            )
+            metrics = train_in_project(config, resolved_yaml, name=name)
             where = TRAIN.model
         best = metrics["best"]
         print(

@@ -142,6 +142,12 @@ def load_arrays(path: str | os.PathLike, names: tuple[str, ...], made_by: str) -
         raise PipelineError(f"{path} is damaged ({reason}): {fix}") from None
 
 
+def file_md5(path: str | os.PathLike) -> str:
+    """MD5 of a file's bytes: DVC's hash of it, and its key in the DVC cache and remotes."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "md5").hexdigest()
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes."""
     with open(path, "rb") as handle:

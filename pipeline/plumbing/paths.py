@@ -27,7 +27,6 @@ SPLIT_DEV = ROOT / "data" / "split" / "dev.npz"  # split
 class TrainOutputs:
     model: Path  # weights and architecture, no pickle
     history: Path  # one row per epoch (DVC plots)
-    run: Path  # the MLflow run id, for evaluate to log into the same run
     metrics: Path  # final, best and kept-model scores (DVC metrics)
 
     @classmethod
@@ -35,7 +34,6 @@ class TrainOutputs:
         return cls(
             root / "models" / "model.npz",
             root / "reports" / "train_history.csv",
-            root / "reports" / "mlflow_run.json",
             root / "reports" / "train_metrics.json",
         )
 
@@ -65,6 +63,10 @@ TRAIN = TrainOutputs.under(ROOT)
 # train: a model whose MLflow run could not be completed, by run id (git-ignored, not DVC's)
 UNPUBLISHED = Path("models") / "unpublished"
 EVALUATE = EvaluateOutputs.under(ROOT)
+# Inside `dvc exp run` only, train names its MLflow run here, so that `dvc exp show` lists
+# each experiment's run (a top-level metrics file of dvc.yaml, git-tracked, no stage's output:
+# a run id is local to one store, so `dvc repro` leaves the committed file alone).
+EXPERIMENT_RUN = ROOT / "reports" / "mlflow_run.json"
 
 # What each stage of dvc.yaml writes (outs and metrics), in the order dvc.yaml lists them.
 STAGE_OUTPUTS: dict[str, tuple[Path, ...]] = {

@@ -89,6 +89,14 @@ class TrackingConfig:
 
 
 @dataclass
+class ComputeConfig:
+    name: str = MISSING  # the preset: portable_bits | native_speed (conf/compute/)
+    blas_kernel: str | None = MISSING  # OPENBLAS_CORETYPE, e.g. Haswell; None: left as is
+    blas_threads: int | None = MISSING  # OPENBLAS_NUM_THREADS; None: left as is
+    numpy_max_simd: str | None = MISSING  # X86_V2 | X86_V3 | X86_V4; None: all the CPU has
+
+
+@dataclass
 class Config:
     seed: int = MISSING
     data: DataConfig = field(default_factory=DataConfig)
@@ -98,3 +106,4 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)

@@ -28,6 +28,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.plumbing.compute import pin
 from pipeline.plumbing.schema import TrackingConfig
 
 PARENT_ENV = "PIPELINE_SWEEP_PARENT_RUN_ID"
@@ -79,6 +80,8 @@ class SweepRuns(Callback):
         from pipeline.tracking.store import open_store
         from pipeline.tracking.tags import KIND_TAG
 
+        # Before any job: joblib's workers inherit the settings (and so compute alike).
+        pin(config.compute, "sweep")  # may restart this process with them
         os.environ[LAUNCHER_ENV] = str(os.getpid())
         tracking = tracking_of(config)
         if not tracking.enabled:

@@ -107,6 +107,14 @@ class Run:
             self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
 
     @whole
+    def log_datasets(self, files: dict[str, Path], digests: dict[str, str]) -> None:
+        """Each data file as a dataset input (the UI's Dataset column): its role as the name,
+        DVC's md5 of it as the digest."""
+        from pipeline.tracking.tags import dataset_inputs
+
+        self.client.log_inputs(self.run_id, datasets=dataset_inputs(files, digests))
+
+    @whole
     def log_artifact(self, path: Path, directory: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), directory)
 

@@ -1,10 +1,12 @@
 """What a training and its evaluation log: one MLflow run for `train` and `evaluate` together.
 
-    start_training_run   params (the whole config, flattened), tags, the resolved config.yaml
-    log_training         kept-model and best-epoch scores, the metrics and history files
+    start_training_run   params (the whole config, flattened), what re-creates the run (tags.py:
+                         code, patch, data, compute, packages), the resolved config.yaml
+    log_training         kept-model and best-epoch scores, the weights' SHA-256, the metrics and
+                         history files
     log_evaluation       test scores, the figures, and the model as a pyfunc (registry.py)
-    reopen_training_run  the run `train` opened, for `evaluate`; rebuilt from the files if the
-                         store lost it (mlflow.db deleted)
+    reopen_training_run  the run that trained models/model.npz (found by the weights' SHA-256),
+                         for `evaluate`; rebuilt from the files if the store lost it
     LiveCurves           per-epoch curves, logged as each epoch ends (the trainer's `on_epoch`);
                          a store that stops answering costs a warning, not the training
 
@@ -25,14 +27,24 @@ from tqdm import tqdm
 
 from pipeline.nn import EpochRecord
 from pipeline.plumbing.config import flatten
-from pipeline.plumbing.errors import PipelineError
-from pipeline.plumbing.files import file_sha256, read_columns
+from pipeline.plumbing.files import file_md5, file_sha256, read_columns
 from pipeline.plumbing.paths import EvaluateOutputs, TrainOutputs
 from pipeline.plumbing.schema import Config
 from pipeline.tracking.registry import log_pyfunc_model
 from pipeline.tracking.runs import Run, stale_runs
 from pipeline.tracking.store import StoreError, open_store, store_calls
-from pipeline.tracking.tags import run_tags
+from pipeline.tracking.tags import (
+    KIND_TAG,
+    PACKAGES_ARTIFACT,
+    PATCH_ARTIFACT,
+    code_tags,
+    installed_packages,
+    run_tags,
+)
+
+MODEL_TAG = "model.sha256"  # the saved weights' SHA-256: how evaluate and reproduce find a run
+# Runs that wrote the project's own models/model.npz: the ones evaluate may log into.
+PROJECT_KINDS = ("pipeline", "direct")
 
 
 def start_training_run(
@@ -43,14 +55,21 @@ def start_training_run(
     data_files: dict[str, Path],
     parent_id: str | None = None,
 ) -> Run:
-    """Open the store (failing now, before training, if it cannot be used) and start a run."""
+    """Open the store (failing now, before training, if it cannot be used) and start a run
+    that records all `python -m pipeline.reproduce` needs to make it again."""
     experiment_id = open_store(config.tracking)
     for abandoned in stale_runs(mark=True, experiment_ids=[experiment_id]):
         print(f"train: marked KILLED, its process having ended: {abandoned}", file=sys.stderr)
-    tags = run_tags(kind, config.seed, data_files)
-    params = flatten(asdict(config))
-    run = Run.start(experiment_id, name, tags, params, parent_id=parent_id)
+    packages = installed_packages()
+    digests = {role: file_md5(path) for role, path in data_files.items()}
+    tags = run_tags(kind, config.seed, digests, config.compute.name, packages)
+    code, patch = code_tags()
+    run = Run.start(experiment_id, name, {**tags, **code}, flatten(asdict(config)), parent_id)
     run.log_text(resolved_yaml, "config.yaml")
+    run.log_text(packages, PACKAGES_ARTIFACT)
+    if patch:
+        run.log_text(patch, PATCH_ARTIFACT)
+    run.log_datasets(data_files, digests)
     return run
 
 
@@ -96,14 +115,15 @@ def log_training(
 ) -> None:
     if curves is not None:  # epochs the store missed while training go first
         curves.flush()
-    run.log_metrics(
-        {
-            "train/seconds": metrics["train_seconds"],
-            "best/dev_accuracy": metrics["best"]["dev_accuracy"],
-            "best/epoch": metrics["best"]["epoch"],
-            "model/dev_accuracy": metrics["model"]["dev_accuracy"],
-        }
-    )
+    scores = {
+        "best/dev_accuracy": metrics["best"]["dev_accuracy"],
+        "best/epoch": metrics["best"]["epoch"],
+        "model/dev_accuracy": metrics["model"]["dev_accuracy"],
+    }
+    if "train_seconds" in metrics:  # not when a run is rebuilt from the files
+        scores["train/seconds"] = metrics["train_seconds"]
+    run.log_metrics(scores)
+    run.set_tags({MODEL_TAG: file_sha256(outputs.model)})
     run.log_artifact(outputs.metrics, "reports")
     run.log_artifact(outputs.history, "reports")
 
@@ -141,34 +161,34 @@ def log_evaluation(
             log_pyfunc_model(run, weights, example, name, config.tracking.alias)
 
 
-def read_run_record(path: Path) -> dict:
-    """reports/mlflow_run.json: {"run_id": ...}; {} if it is missing."""
-    if not path.is_file():
-        return {}
-    try:
-        record = json.loads(path.read_text())
-        if not isinstance(record, dict) or not isinstance(record.get("run_id"), str | None):
-            raise ValueError("no run_id")
-    except (ValueError, UnicodeDecodeError) as error:
-        raise PipelineError(
-            f"{path} is damaged ({type(error).__name__}): rebuild it with `dvc repro -f train`"
-        ) from None
-    return record
+def training_run_of(experiment_id: str, weights: Path) -> str | None:
+    """The newest run of the project's pipeline (not a sweep job, not a re-run) that saved
+    exactly these weights: the run `evaluate` logs into."""
+    import mlflow
+
+    digest = file_sha256(weights)
+    with store_calls("search_runs"):
+        found = mlflow.MlflowClient().search_runs(
+            [experiment_id], f"tags.`{MODEL_TAG}` = '{digest}'",
+            order_by=["attributes.start_time DESC"], max_results=50,
+        )  # fmt: skip
+    kinds = [(run.info.run_id, run.data.tags.get(KIND_TAG)) for run in found]
+    return next((run_id for run_id, kind in kinds if kind in PROJECT_KINDS), None)
 
 
-def reopen_training_run(config: Config, train_outputs: TrainOutputs, data_files) -> Run:
-    """The run `train` opened, reopened; a new one (params and curves from the files) if the
-    store no longer has it, e.g. after mlflow.db was deleted."""
+def reopen_training_run(
+    config: Config, resolved_yaml: str, train_outputs: TrainOutputs, data_files
+) -> Run:
+    """The run that trained models/model.npz, reopened; a new one (params and curves from the
+    files) if the store has none, e.g. after mlflow.db was deleted or with tracking off in
+    train."""
     experiment_id = open_store(config.tracking)
-    record = read_run_record(train_outputs.run)
-    if record.get("run_id") and Run(record["run_id"]).exists():
-        return Run.resume(record["run_id"])
-    print("evaluate: the training's MLflow run is not in the store; logging a new one")
+    run_id = training_run_of(experiment_id, train_outputs.model)
+    if run_id is not None:
+        return Run.resume(run_id)
+    print("evaluate: no MLflow run in the store saved models/model.npz; logging a new one")
     present = {name: path for name, path in data_files.items() if path.is_file()}
-    run = Run.start(
-        experiment_id, tags=run_tags("pipeline", config.seed, present),
-        params=flatten(asdict(config)),
-    )  # fmt: skip
+    run = start_training_run(config, resolved_yaml, "pipeline", None, present)
     history = read_columns(train_outputs.history, made_by="train")
     columns = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "learning_rate")
     records = [
@@ -182,4 +202,6 @@ def reopen_training_run(config: Config, train_outputs: TrainOutputs, data_files)
 
 
 def tag_test_data(run: Run, test_path: Path) -> None:
-    run.set_tags({"data.test.sha256": file_sha256(test_path)})
+    digest = file_md5(test_path)
+    run.set_tags({"data.test.md5": digest})
+    run.log_datasets({"test": test_path}, {"test": digest})

@@ -78,3 +78,15 @@ def check_hyperparameters(config: Config) -> None:
     problems = hyperparameter_problems(config)
     if problems:
         raise ConfigError("; ".join(problems) + " (fix the override or conf/)")
+
+
+def run_summary(config: Config) -> str:
+    """The few values that tell runs apart at a glance, for a run's name: the hidden layers,
+    optimizer, learning rate, schedule, epochs and seed, e.g. `512-512 adam lr=0.001 cosine
+    20ep seed 0`."""
+    hidden = "-".join(str(units) for units in config.model.hidden)
+    optimizer, train = config.optimizer, config.train
+    return (
+        f"{hidden} {optimizer.name} lr={optimizer.lr:g} {config.schedule.name} "
+        f"{train.epochs}ep seed {train.seed}"
+    )

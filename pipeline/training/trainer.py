@@ -78,7 +78,10 @@ def train_model(
     return model, result
 
 
-def train_metrics(result: FitResult, seconds: float) -> dict:
+def train_metrics(result: FitResult) -> dict:
+    """What reports/train_metrics.json holds: scores only, the same bits on every machine that
+    computes alike (the seconds a training took go to MLflow, never into a committed file)."""
+
     def scores(record: EpochRecord) -> dict[str, float]:
         return {name: getattr(record, name) for name in HISTORY_COLUMNS[1:]}
 
@@ -88,7 +91,6 @@ def train_metrics(result: FitResult, seconds: float) -> dict:
         "model": {"epoch": result.kept.epoch, "dev_accuracy": result.kept.dev_accuracy},
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
-        "train_seconds": round(seconds, 3),
     }
 
 
@@ -124,8 +126,8 @@ def run_training(
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> dict:
     """Train on the arrays of a checked `config` and write model, metrics and history; return
-    the metrics. `on_epoch(record)` is called after each epoch. A training that would not fit
-    in memory stops before it starts."""
+    the metrics and the seconds training took. `on_epoch(record)` is called after each epoch.
+    A training that would not fit in memory stops before it starts."""
     rows, features = train_data["images"].shape
     check_memory(config, rows, len(dev_data["images"]), features)
     with tqdm(total=config.train.epochs, desc="train", unit="epoch", disable=not progress) as bar:
@@ -139,8 +141,8 @@ def run_training(
         started = time.perf_counter()
         model, result = train_model(config, train_data, dev_data, after_epoch)
         seconds = time.perf_counter() - started
-    metrics = train_metrics(result, seconds)
+    metrics = train_metrics(result)
     save_arrays(outputs.model, **model_to_arrays(model))
     write_json(outputs.metrics, metrics)
     write_text(outputs.history, history_csv(result))
-    return metrics
+    return {**metrics, "train_seconds": round(seconds, 3)}

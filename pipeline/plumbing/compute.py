@@ -1,0 +1,168 @@
+"""Which CPU code computes the numbers: pinned, so the same config gives the same bits anywhere.
+
+A float sum depends on the order its terms are added in, and OpenBLAS orders a matrix product's
+sums by its kernel set (chosen for the CPU when the library loads) and by how many threads
+share the product; numpy's own loops differ between its AVX2 and AVX-512 versions. The
+`compute` config group (conf/compute/) decides:
+
+    portable_bits   OpenBLAS's Haswell kernels, 1 thread, numpy's loops up to AVX2 (X86_V3):
+                    the same bits on every x86-64 CPU with AVX2 and FMA, Intel or AMD (the
+                    default; benchmarks/determinism.py measures what it costs)
+    native_speed    whatever the library picks for this CPU, on every core: faster, but the
+                    bits then differ from one machine to another
+
+These are environment variables the libraries read once, when they load, so a stage whose
+process runs with other settings starts itself again (`os.execve`, the same PID, before any
+work) with them set; `in_force()` reads back from the loaded libraries what actually runs.
+A CPU that cannot run the pinned kernel (no AVX2 or FMA; not x86-64) is told once, and its
+runs record what it used.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from functools import cache
+
+from pipeline.plumbing.errors import PipelineError
+
+KERNEL_ENV = "OPENBLAS_CORETYPE"
+THREADS_ENV = "OPENBLAS_NUM_THREADS"
+NUMPY_SIMD_ENV = "NPY_DISABLE_CPU_FEATURES"
+RESTARTED_ENV = "PIPELINE_COMPUTE_RESTARTED"  # set by the restart, so it can never loop
+# numpy 2's dispatch targets, lowest first; capping at one disables those above it.
+NUMPY_TARGETS = ("X86_V2", "X86_V3", "X86_V4", "AVX512_ICL", "AVX512_SPR")
+# What a CPU must have for OpenBLAS's Haswell kernels (numpy's names for the features).
+HASWELL_NEEDS = ("AVX2", "FMA3")
+
+
+def check_settings(compute) -> None:
+    """Raise `PipelineError` naming each `compute.*` value no library would accept."""
+    problems = []
+    if compute.blas_threads is not None and compute.blas_threads < 1:
+        problems.append(f"compute.blas_threads={compute.blas_threads} must be >= 1 or null")
+    if compute.numpy_max_simd is not None and compute.numpy_max_simd not in NUMPY_TARGETS:
+        problems.append(
+            f"compute.numpy_max_simd={compute.numpy_max_simd} must be one of "
+            f"{', '.join(NUMPY_TARGETS[:3])} or null"
+        )
+    if compute.blas_kernel is not None and not compute.blas_kernel.isalnum():
+        problems.append(f"compute.blas_kernel={compute.blas_kernel!r} is not an OpenBLAS core name")
+    if problems:
+        raise PipelineError(
+            "; ".join(problems) + " (or pick a preset: compute=portable_bits | native_speed)"
+        )
+
+
+def wanted_env(blas_kernel: str | None, blas_threads: int | None, numpy_max_simd: str | None):
+    """The environment the settings ask for: {variable: value}; None leaves it as it is."""
+    wanted: dict[str, str] = {}
+    if blas_kernel is not None:
+        wanted[KERNEL_ENV] = blas_kernel
+    if blas_threads is not None:
+        wanted[THREADS_ENV] = str(blas_threads)
+    if numpy_max_simd is not None:
+        above = NUMPY_TARGETS[NUMPY_TARGETS.index(numpy_max_simd) + 1 :]
+        wanted[NUMPY_SIMD_ENV] = " ".join(above)
+    return wanted
+
+
+def pin(compute, stage: str) -> dict[str, str]:
+    """Make this process compute with `compute` (a `ComputeConfig`): restart it with the
+    environment the settings need if it runs with other ones, else return `in_force()`. Call
+    it in a stage's main(), before any work: the restart begins the process again."""
+    check_settings(compute)
+    if compute.blas_kernel == "Haswell" and not cpu_runs_haswell():
+        wanted = wanted_env(None, compute.blas_threads, compute.numpy_max_simd)
+        say_once(
+            f"{stage}: note: this CPU ({cpu_model()}, {platform.machine()}) cannot run the "
+            "pinned Haswell kernels (AVX2 and FMA); it computes with what OpenBLAS picks, so its "
+            "bits may differ from an AVX2 machine's; the run records the kernel it used"
+        )
+    else:
+        wanted = wanted_env(compute.blas_kernel, compute.blas_threads, compute.numpy_max_simd)
+    if all(os.environ.get(name) == value for name, value in wanted.items()):
+        return in_force(compute.name)
+    if os.environ.get(RESTARTED_ENV):
+        raise PipelineError(
+            f"{stage} restarted itself with {wanted} but runs with other settings; unset "
+            f"{', '.join(wanted)} in the environment, or use compute=native_speed"
+        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], restart_env(wanted))
+    raise AssertionError("unreachable")  # pragma: no cover - execve does not return
+
+
+def restart_env(wanted: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, **wanted, RESTARTED_ENV: "1"}
+
+
+def check_in_force(compute, stage: str) -> dict[str, str]:
+    """For a process that cannot restart (a sweep job in a worker): the settings in force,
+    or a `PipelineError` if they are not the ones `compute` asks for."""
+    check_settings(compute)
+    wanted = wanted_env(compute.blas_kernel, compute.blas_threads, compute.numpy_max_simd)
+    if compute.blas_kernel == "Haswell" and not cpu_runs_haswell():
+        wanted.pop(KERNEL_ENV)
+    differing = [name for name, value in wanted.items() if os.environ.get(name) != value]
+    if differing:
+        raise PipelineError(
+            f"{stage}: this process computes with other settings than compute={compute.name} "
+            f"asks for ({', '.join(differing)}); a sweep cannot vary the compute group: start "
+            "one sweep per compute preset"
+        )
+    return in_force(compute.name)
+
+
+@cache
+def say_once(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def numpy_features() -> dict[str, bool]:
+    from numpy._core._multiarray_umath import __cpu_features__
+
+    return __cpu_features__
+
+
+def cpu_runs_haswell() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    features = numpy_features()
+    return all(features.get(name) for name in HASWELL_NEEDS)
+
+
+@cache
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def in_force(preset: str) -> dict[str, str]:
+    """What computes in this process, read back from the loaded libraries: the record a run
+    keeps (tags `compute.*`) and `reproduce` compares."""
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    features = numpy_features()
+    simd = [target for target in NUMPY_TARGETS if features.get(target)]
+    return {
+        "compute.preset": preset,
+        "compute.blas": (
+            f"{blas[0].get('internal_api')} {blas[0].get('version')}" if blas else "none found"
+        ),
+        "compute.blas_kernel": str(blas[0].get("architecture")) if blas else "none",
+        "compute.blas_threads": str(blas[0].get("num_threads")) if blas else "none",
+        "compute.numpy": np.__version__,
+        "compute.numpy_simd": simd[-1] if simd else "baseline",
+        "compute.cpu": f"{cpu_model()} ({platform.machine()}, {os.cpu_count()} cores)",
+    }
