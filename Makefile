@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv dev repro params check-params test test-fast mutants lint format lock clean-venv dag ui sweep \
-	stale-runs promote
+	stale-runs promote reproduce
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -85,3 +85,6 @@ lock: $(DEV_STAMP)  ## re-resolve requirements*.lock from pyproject.toml
 
 clean-venv:  ## delete .venv
 	rm -rf $(VENV)
+
+reproduce: $(RUNTIME_STAMP)  ## make an MLflow run again and compare it bit for bit: make reproduce RUN=<run id>
+	$(BIN)/python -m pipeline.reproduce $(RUN)

@@ -45,6 +45,7 @@ def run_sweep_job(
         run = training_runs.start_training_run(
             config, resolved_yaml, "sweep-job", job_name, data, parent_id=parent_run_id()
         )
+        training_runs.tag_test_data(run, NORMALISED_TEST)
     with settled(run):
         curves = training_runs.LiveCurves(run) if run is not None else None
         metrics = run_training(config, train, dev, train_outputs, on_epoch=curves)

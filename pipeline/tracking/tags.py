@@ -36,6 +36,9 @@ PACKAGES_ARTIFACT = "environment/packages.txt"
 LOCK_FILE = ROOT / "requirements.lock"
 # Untracked files that can change a result; others (notes, scratch data) stay out of the patch.
 CODE_DIRS = ("pipeline", "conf")
+# What the pipeline itself writes into git-tracked files: a run's result, not its input, so a
+# `dvc repro` from a clean commit (which rewrites dvc.lock as it goes) is still clean.
+OUTPUTS = (":(exclude)dvc.lock", ":(exclude)reports")
 
 
 def git(*args: str, env: dict | None = None) -> str | None:
@@ -51,8 +54,8 @@ def git(*args: str, env: dict | None = None) -> str | None:
 
 def uncommitted_patch() -> str | None:
     """The working tree's changes against HEAD as a binary-safe patch (`git apply` takes it):
-    tracked files, and untracked ones under CODE_DIRS. Built in a copy of the index, so the
-    user's staging area is left as it was."""
+    tracked files but the pipeline's outputs, and untracked ones under CODE_DIRS. Built in a
+    copy of the index, so the user's staging area is left as it was."""
     index = git("rev-parse", "--git-path", "index")
     if index is None:
         return None
@@ -62,7 +65,7 @@ def uncommitted_patch() -> str | None:
         if source.is_file():
             shutil.copyfile(source, scratch_index)
         env = {**os.environ, "GIT_INDEX_FILE": str(scratch_index)}
-        git("add", "-u", env=env)
+        git("add", "-u", "--", ".", *OUTPUTS, env=env)
         git("add", "-A", "--", *[d for d in CODE_DIRS if (ROOT / d).is_dir()], env=env)
         return git("diff", "--cached", "--binary", "HEAD", env=env)
 

@@ -1,0 +1,170 @@
+"""The MLflow side of `python -m pipeline.reproduce`: read a run's record, read the re-run
+from its scratch store, and log the re-run next to the original with the verdict.
+
+    recorded_run     what the original recorded: commit, patch, config, data md5s, compute,
+                     weights SHA-256, final metrics
+    local_store_run  the run a re-run logged to its scratch store
+    copy_into        the re-run into the original's experiment (params, final metrics, tags,
+                     datasets, artifacts), tagged reproduces=<id>; the original gets the verdict
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+from pipeline.plumbing.errors import PipelineError
+from pipeline.tracking.store import store_calls
+from pipeline.tracking.tags import KIND_TAG, PATCH_ARTIFACT
+
+COMMIT_TAG = "mlflow.source.git.commit"
+REPRODUCES_TAG = "reproduces"
+ROLES = ("train", "dev", "test")
+
+
+@dataclass
+class RecordedRun:
+    run_id: str
+    name: str
+    kind: str
+    experiment_id: str
+    commit: str
+    patch: str | None
+    config_yaml: str
+    weights: str | None
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    params: dict[str, str] = field(default_factory=dict)
+    data_digests: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def evaluated(self) -> bool:
+        return any(name.startswith("test/") for name in self.metrics)
+
+
+def artifact_text(client: mlflow.MlflowClient, run_id: str, path: str) -> str | None:
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            local = client.download_artifacts(run_id, path, scratch)
+        except (MlflowException, OSError):
+            return None
+        with open(local) as handle:
+            return handle.read()
+
+
+def recorded_run(run_id: str) -> RecordedRun:
+    """The original run's record; a `PipelineError` naming what is missing if it lacks one."""
+    client = mlflow.MlflowClient()
+    try:
+        with store_calls("get_run"):
+            run = client.get_run(run_id)
+    except MlflowException:
+        raise PipelineError(
+            f"no run {run_id} in {mlflow.get_tracking_uri()}: check the id (the MLflow UI shows "
+            "it), or point tracking.uri / MLFLOW_TRACKING_URI at the store that holds it"
+        ) from None
+    tags = run.data.tags
+    if COMMIT_TAG not in tags:
+        raise PipelineError(f"run {run_id} records no git commit: it was made outside git")
+    if tags.get(KIND_TAG) == "sweep":
+        raise PipelineError(
+            f"run {run_id} is a sweep's parent run, which trains nothing: reproduce one of its "
+            "children (the MLflow UI lists them under it)"
+        )
+    config_yaml = artifact_text(client, run_id, "config.yaml")
+    if config_yaml is None:
+        raise PipelineError(f"run {run_id} has no config.yaml artifact: it cannot be re-run")
+    patch = None
+    if tags.get("git.dirty") == "true":
+        patch = artifact_text(client, run_id, PATCH_ARTIFACT)
+    digests = {role: tags[f"data.{role}.md5"] for role in ROLES if f"data.{role}.md5" in tags}
+    if not {"train", "dev"} <= set(digests):
+        raise PipelineError(
+            f"run {run_id} records no data.train.md5 and data.dev.md5: it predates run "
+            "records, so its data cannot be found by hash"
+        )
+    return RecordedRun(
+        run_id=run_id,
+        name=run.info.run_name,
+        kind=tags.get(KIND_TAG, "?"),
+        experiment_id=run.info.experiment_id,
+        commit=tags[COMMIT_TAG],
+        patch=patch,
+        config_yaml=config_yaml,
+        weights=tags.get("model.sha256"),
+        metrics=dict(run.data.metrics),
+        tags=dict(tags),
+        params=dict(run.data.params),
+        data_digests=digests,
+    )
+
+
+@dataclass
+class ScratchRun:
+    run_id: str
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    params: dict[str, str]
+    inputs: list
+
+
+def local_store_run(uri: str) -> ScratchRun:
+    """The newest run the re-run logged to its scratch store."""
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = [
+        run
+        for experiment in client.search_experiments()
+        for run in client.search_runs([experiment.experiment_id], max_results=10)
+    ]
+    if not runs:
+        raise PipelineError("the re-run logged no run: see its output above")
+    run = max(runs, key=lambda found: found.info.start_time)
+    return ScratchRun(
+        run.info.run_id,
+        dict(run.data.metrics),
+        dict(run.data.tags),
+        dict(run.data.params),
+        list(run.inputs.dataset_inputs),
+    )
+
+
+def copy_into(rerun: ScratchRun, rerun_uri: str, original: RecordedRun, verdict: str) -> str:
+    """Log the re-run in the original's experiment, in the current store; tag both with the
+    verdict. Returns the new run's id."""
+    client = mlflow.MlflowClient()
+    tags = {
+        key: value
+        for key, value in rerun.tags.items()
+        if not key.startswith("mlflow.") or key == COMMIT_TAG
+    }
+    tags.update({
+        KIND_TAG: "reproduction",
+        REPRODUCES_TAG: original.run_id,
+        "reproduce.verdict": verdict,
+    })  # fmt: skip
+    with store_calls("log the re-run"):
+        created = client.create_run(
+            original.experiment_id, tags=tags, run_name=f"reproduce {original.name}"
+        )
+        new_id = created.info.run_id
+        params = [Param(key, value) for key, value in rerun.params.items()]
+        for start in range(0, len(params), 100):
+            client.log_batch(new_id, params=params[start : start + 100])
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, value, now, 0) for key, value in rerun.metrics.items()]
+        client.log_batch(new_id, metrics=metrics)
+        if rerun.inputs:
+            client.log_inputs(new_id, datasets=rerun.inputs)
+        with tempfile.TemporaryDirectory() as scratch:
+            source = mlflow.MlflowClient(tracking_uri=rerun_uri)
+            local = source.download_artifacts(rerun.run_id, "", scratch)
+            client.log_artifacts(new_id, local)
+        client.set_terminated(new_id, "FINISHED")
+        for key, value in (("reproduce.verdict", verdict), ("reproduce.by", new_id)):
+            client.log_batch(original.run_id, tags=[RunTag(key, value)])
+    return new_id
