@@ -194,12 +194,13 @@ def reproduce(run_id: str, keep: bool = False) -> int:
             else:
                 step(4, "evaluate: skipped, the run has no test metrics")
             weights = file_sha256(tree / TRAIN.model.relative_to(ROOT))
-        rerun = local_store_run(rerun_store)
-        rows = compare(original.weights, weights, original.metrics, rerun.metrics)
-        identical, line = verdict_line(rows)
-        causes = [] if identical else likely_causes(original.tags, rerun.tags)
-        mlflow.set_tracking_uri(store)
-        new_id = copy_into(rerun, rerun_store, original, "identical" if identical else "differs")
+            rerun = local_store_run(rerun_store)
+            rows = compare(original.weights, weights, original.metrics, rerun.metrics)
+            identical, line = verdict_line(rows)
+            causes = [] if identical else likely_causes(original.tags, rerun.tags)
+            mlflow.set_tracking_uri(store)  # its artifacts are in the worktree's mlruns/
+            verdict = "identical" if identical else "differs"
+            new_id = copy_into(rerun, rerun_store, original, verdict)
         step(5, f"compare with run {run_id} ({original.kind}); the re-run is run {new_id}")
         print(table(rows))
         print(f"reproduce: {line}")

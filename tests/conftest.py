@@ -9,11 +9,14 @@ whole session logs to a store in a temp dir, never to the project's mlflow.db.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -179,7 +182,8 @@ def sigterm_after(args: list[str], cwd: Path, marker: str, timeout: float = 60) 
     return process.returncode, seen + rest
 
 
-PROJECT_FILES = ["pipeline", "conf", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["pipeline", "conf", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore",
+                 "reports/mlflow_run.json"]  # fmt: skip
 
 
 def copy_project(target: Path) -> Path:
@@ -218,3 +222,77 @@ def project_with_data(target: Path) -> Path:
 
 # Small, quick training for tests: a bar one row off is another class, so no shifts.
 QUICK = ["model.hidden=[16]", "train.epochs=2", "train.max_shift=0"]
+
+
+# The DVC project the pipeline, experiment and reproduce tests share.
+ALL_STAGES = ["check_params", "fetch", "normalise", "split", "train", "evaluate"]
+
+
+def dvc(args: list[str], project: Path, check: bool = True):
+    """`dvc …` with the default store: the session's MLFLOW_TRACKING_URI is hidden."""
+    return run(["dvc", *args], project, check=check, unset=("MLFLOW_TRACKING_URI",))
+
+
+def project_client(project: Path):
+    import mlflow
+
+    return mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([a-z_]+)'", output)
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory, mlflow_template) -> Path:
+    """A copy of the project whose data group points at synthetic files, reproduced once per
+    session (tests work on copies: `copy_reproduced`)."""
+    root = tmp_path_factory.mktemp("dvc")
+    source = write_synthetic_mnist(root / "source")
+    project = copy_project(root / "project")
+    files = "\n".join(
+        f"  {role}:\n    name: {spec.name}\n    sha256: {spec.sha256}"
+        for role, spec in vars(source.files).items()
+    )
+    (project / "conf" / "data" / "synthetic.yaml").write_text(
+        f"name: synthetic\nsources:\n  - dir:{source.directory}\nfiles:\n{files}\n"
+    )
+    config = project / "conf" / "config.yaml"
+    text = config.read_text().replace("- data: mnist", "- data: synthetic")
+    text = text.replace("dev_size: 10000", "dev_size: 60").replace("epochs: 20", "epochs: 3")
+    # The synthetic classes differ by a bar's row, which a one-pixel shift would blur.
+    text = text.replace("max_shift: 1", "max_shift: 0")
+    config.write_text(text)
+    model = project / "conf" / "model" / "mlp.yaml"
+    model.write_text(model.read_text().replace("hidden: [512, 512]", "hidden: [32]"))
+    run([sys.executable, "-m", "pipeline.params", "compose"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "synthetic project"], project)
+    shutil.copy(mlflow_template, project / "mlflow.db")  # git-ignored, like the real one
+    first = dvc(["repro"], project)
+    assert ran_stages(first.stdout) == ALL_STAGES
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "reproduced"], project)
+    return project
+
+
+def move_store(database: Path, old_root: Path, new_root: Path) -> None:
+    """Point the absolute artifact paths an MLflow SQLite store records at a moved project."""
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        for (table,) in tables.fetchall():
+            for column in connection.execute(f"PRAGMA table_info('{table}')").fetchall():
+                name, kind = column[1], column[2].upper()
+                if kind.startswith(("VARCHAR", "TEXT")):
+                    connection.execute(
+                        f'UPDATE "{table}" SET "{name}" = replace("{name}", ?, ?)',
+                        (str(old_root), str(new_root)),
+                    )
+
+
+def copy_reproduced(reproduced: Path, tmp_path: Path) -> Path:
+    """A copy of the reproduced project (git repo, DVC cache, outputs, MLflow store and
+    artifacts) of a test's own."""
+    copy = Path(shutil.copytree(reproduced, tmp_path / "project", symlinks=True))
+    move_store(copy / "mlflow.db", reproduced, copy)
+    return copy

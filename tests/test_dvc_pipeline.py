@@ -2,8 +2,8 @@
 directory of synthetic IDX files (the data group and its hashes overridden in conf/), logging to
 the project's own MLflow store (mlflow.db at the root, found through $DVC_ROOT).
 
-The pipeline is reproduced once per module (`reproduced`); a test that changes anything works
-on a copy of its own (`project`), so the tests hold in any order."""
+The pipeline is reproduced once per session (`reproduced`, in conftest); a test that changes
+anything works on a copy of its own (`project`), so the tests hold in any order."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
-import re
-import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -25,26 +22,17 @@ import pytest
 
 from pipeline.nn import model_from_arrays
 from pipeline.plumbing.config import flatten
-from tests.conftest import copy_project, run, tool_env, write_synthetic_mnist
+from tests.conftest import (
+    ALL_STAGES,
+    copy_reproduced,
+    dvc,
+    project_client,
+    ran_stages,
+    run,
+    tool_env,
+)
 
 pytestmark = pytest.mark.slow
-
-ALL_STAGES = ["check_params", "fetch", "normalise", "split", "train", "evaluate"]
-
-
-def dvc(args: list[str], project: Path, check: bool = True):
-    """`dvc …` with the default store: the session's MLFLOW_TRACKING_URI is hidden."""
-    return run(["dvc", *args], project, check=check, unset=("MLFLOW_TRACKING_URI",))
-
-
-def project_client(project: Path):
-    import mlflow
-
-    return mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-
-
-def ran_stages(output: str) -> list[str]:
-    return re.findall(r"Running stage '([a-z_]+)'", output)
 
 
 def dev_rows(project: Path) -> np.ndarray:
@@ -65,59 +53,11 @@ def edited_config(project: Path, old: str, new: str):
         config.write_text(original)
 
 
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory, mlflow_template) -> Path:
-    """A copy of the project whose data group points at synthetic files, reproduced once."""
-    root = tmp_path_factory.mktemp("dvc")
-    source = write_synthetic_mnist(root / "source")
-    project = copy_project(root / "project")
-    files = "\n".join(
-        f"  {role}:\n    name: {spec.name}\n    sha256: {spec.sha256}"
-        for role, spec in vars(source.files).items()
-    )
-    (project / "conf" / "data" / "synthetic.yaml").write_text(
-        f"name: synthetic\nsources:\n  - dir:{source.directory}\nfiles:\n{files}\n"
-    )
-    config = project / "conf" / "config.yaml"
-    text = config.read_text().replace("- data: mnist", "- data: synthetic")
-    text = text.replace("dev_size: 10000", "dev_size: 60").replace("epochs: 20", "epochs: 3")
-    # The synthetic classes differ by a bar's row, which a one-pixel shift would blur.
-    text = text.replace("max_shift: 1", "max_shift: 0")
-    config.write_text(text)
-    model = project / "conf" / "model" / "mlp.yaml"
-    model.write_text(model.read_text().replace("hidden: [512, 512]", "hidden: [32]"))
-    run([sys.executable, "-m", "pipeline.params", "compose"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "synthetic project"], project)
-    shutil.copy(mlflow_template, project / "mlflow.db")  # git-ignored, like the real one
-    first = dvc(["repro"], project)
-    assert ran_stages(first.stdout) == ALL_STAGES
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "reproduced"], project)
-    return project
-
-
-def move_store(database: Path, old_root: Path, new_root: Path) -> None:
-    """Point the absolute artifact paths an MLflow SQLite store records at a moved project."""
-    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
-        tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        for (table,) in tables.fetchall():
-            for column in connection.execute(f"PRAGMA table_info('{table}')").fetchall():
-                name, kind = column[1], column[2].upper()
-                if kind.startswith(("VARCHAR", "TEXT")):
-                    connection.execute(
-                        f'UPDATE "{table}" SET "{name}" = replace("{name}", ?, ?)',
-                        (str(old_root), str(new_root)),
-                    )
-
-
 @pytest.fixture
 def project(reproduced, tmp_path) -> Path:
     """A copy of the reproduced project (git repo, DVC cache, outputs, MLflow store and
     artifacts) of this test's own."""
-    copy = Path(shutil.copytree(reproduced, tmp_path / "project", symlinks=True))
-    move_store(copy / "mlflow.db", reproduced, copy)
-    return copy
+    return copy_reproduced(reproduced, tmp_path)
 
 
 def test_repro_produces_every_output_in_the_project(reproduced):
@@ -202,6 +142,12 @@ def test_exp_run_with_an_override_runs_on_the_composed_params(project):
     assert client.get_model_version_by_alias("mnist-mlp", "pipeline").version == aliased.version
     shown = dvc(["exp", "show", "--no-pager", "--csv"], project).stdout
     assert "split.dev_size" in shown and ",40," in shown
+    # Each tool points at the other: the run names the experiment and its baseline commit,
+    # and `dvc exp show` has the experiment's run id (reports/mlflow_run.json).
+    baseline = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    assert runs[0].data.tags["dvc.baseline_rev"] == baseline
+    assert runs[0].info.run_name == "dev40"
+    assert "run_id" in shown.splitlines()[0] and runs[0].info.run_id in shown
     # One command makes the experiment's model the one the alias names.
     promoted = run(
         [sys.executable, "-m", "pipeline.runs", "promote", runs[0].info.run_id], project,
@@ -232,10 +178,12 @@ def test_the_pipeline_run_is_one_complete_mlflow_run(reproduced, tmp_path):
     import yaml
 
     project = reproduced
-    run_id = json.loads((project / "reports" / "mlflow_run.json").read_text())["run_id"]
     client = project_client(project)
-    logged = client.get_run(run_id)
+    weights = hashlib.sha256((project / "models" / "model.npz").read_bytes()).hexdigest()
+    (logged,) = client.search_runs(["1"], f"tags.`model.sha256` = '{weights}'")
+    run_id = logged.info.run_id
     assert logged.info.status == "FINISHED"
+    assert logged.info.run_name == "32 adam lr=0.001 cosine 3ep seed 0"  # not random words
     # Every key of the resolved config, flattened, in every run.
     params = flatten(yaml.safe_load((project / "params.yaml").read_text()))
     assert set(logged.data.params) == set(params)
@@ -243,8 +191,26 @@ def test_the_pipeline_run_is_one_complete_mlflow_run(reproduced, tmp_path):
     tags = logged.data.tags
     commit = run(["git", "rev-parse", "HEAD~1"], project).stdout.strip()  # before "reproduced"
     assert tags["pipeline.kind"] == "pipeline" and tags["mlflow.source.git.commit"] == commit
-    split_bytes = (project / "data" / "split" / "train.npz").read_bytes()
-    assert tags["data.train.sha256"] == hashlib.sha256(split_bytes).hexdigest()
+    # Clean: what `dvc repro` itself rewrote (dvc.lock, reports/) is a result, not a change.
+    assert tags["git.dirty"] == "false" and "git.patch_sha256" not in tags
+    # The data by DVC's own hashes (their keys in the cache), and as the UI's datasets.
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    locked = {out["path"]: out["md5"] for stage in lock.values() for out in stage.get("outs", [])}
+    digests = {"train": "data/split/train.npz", "dev": "data/split/dev.npz",
+               "test": "data/normalised/test.npz"}  # fmt: skip
+    for role, path in digests.items():
+        assert tags[f"data.{role}.md5"] == locked[path]
+    inputs = {d.dataset.name: d.dataset.digest for d in logged.inputs.dataset_inputs}
+    assert inputs == {role: locked[path] for role, path in digests.items()}
+    # How it computed, read back from the libraries; what was installed; the weights.
+    assert (tags["compute.preset"], tags["compute.blas_kernel"]) == ("portable_bits", "Haswell")
+    assert (tags["compute.blas_threads"], tags["compute.numpy_simd"]) == ("1", "X86_V3")
+    assert tags["compute.numpy"] == np.__version__
+    packages = client.download_artifacts(run_id, "environment/packages.txt", str(tmp_path))
+    listed = Path(packages).read_text()
+    assert f"numpy=={np.__version__}\n" in listed
+    assert tags["env.packages_sha256"] == hashlib.sha256(listed.encode()).hexdigest()
+    assert tags["model.sha256"] == weights
     assert tags["seed"] == "0"
     # Per-epoch curves equal the history the train stage wrote.
     history = np.genfromtxt(project / "reports" / "train_history.csv", delimiter=",", names=True)
@@ -277,6 +243,27 @@ def test_the_pipeline_run_is_one_complete_mlflow_run(reproduced, tmp_path):
     np.testing.assert_allclose(
         predicted[[f"p{d}" for d in range(10)]].to_numpy(), network.probabilities(images), rtol=1e-6
     )
+
+
+def test_a_clean_clone_reproduces_the_commit_byte_for_byte(reproduced, tmp_path):
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(reproduced), str(clone)], tmp_path)
+    result = dvc(["repro"], clone)  # no data, no cache, no store: every stage runs
+    assert ran_stages(result.stdout) == ALL_STAGES
+    # Each stage that computes read its settings back from the BLAS library it loaded.
+    for stage in ("normalise", "train", "evaluate"):
+        (line,) = [line for line in result.stdout.splitlines() if f"{stage}: compute=" in line]
+        assert line.startswith(f"{stage}: compute=portable_bits: openblas 0.3.")
+        assert line.endswith("Haswell kernels on 1 thread(s); numpy SIMD up to X86_V3")
+    # dvc.lock and every committed report are as committed: no seconds, no local run id.
+    assert run(["git", "status", "--porcelain"], clone).stdout == ""
+    model = (clone / "models" / "model.npz").read_bytes()
+    assert model == (reproduced / "models" / "model.npz").read_bytes()
+    assert "train_seconds" not in (clone / "reports" / "train_metrics.json").read_text()
+    shown = json.loads(dvc(["metrics", "show", "--json"], clone).stdout)
+    metrics = shown[""]["data"]  # `dvc metrics show` still lists the scores
+    assert "accuracy" in metrics["reports/test_metrics.json"]["data"]
+    assert "best" in metrics["reports/train_metrics.json"]["data"]
 
 
 def test_plots_show_curves_confusion_and_figures(reproduced):

@@ -83,7 +83,9 @@ def pin(compute, stage: str) -> dict[str, str]:
     else:
         wanted = wanted_env(compute.blas_kernel, compute.blas_threads, compute.numpy_max_simd)
     if all(os.environ.get(name) == value for name, value in wanted.items()):
-        return in_force(compute.name)
+        record = in_force(compute.name)
+        print(f"{stage}: {describe(record)}", flush=True)
+        return record
     if os.environ.get(RESTARTED_ENV):
         raise PipelineError(
             f"{stage} restarted itself with {wanted} but runs with other settings; unset "
@@ -144,6 +146,15 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def describe(record: dict[str, str]) -> str:
+    """One line for a stage's log: what computes, as read back from the libraries."""
+    return (
+        f"compute={record['compute.preset']}: {record['compute.blas']}, "
+        f"{record['compute.blas_kernel']} kernels on {record['compute.blas_threads']} "
+        f"thread(s); numpy SIMD up to {record['compute.numpy_simd']}"
+    )
 
 
 def in_force(preset: str) -> dict[str, str]:

@@ -3,7 +3,6 @@ and the Optuna sweeper, run for real (`python -m pipeline.train -m`) in a projec
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -74,8 +73,11 @@ def test_joblib_launcher_on_a_fresh_store_loses_no_run(project, tmp_path, monkey
     assert_parent_summarises(parent, children)
     workers = {c.data.tags["pid"] for c in children}
     assert 1 <= len(workers) <= 2  # run in joblib's worker processes
-    cores = os.cpu_count() or 1
-    assert {c.data.tags["blas_threads"] for c in children} == {str(max(cores // 2, 1))}
+    # The launcher pinned the compute settings before the workers started, and each worker
+    # read them back from its BLAS library (compute=portable_bits: Haswell kernels, 1 thread).
+    assert {c.data.tags["compute.blas_threads"] for c in children} == {"1"}
+    assert {c.data.tags["compute.blas_kernel"] for c in children} == {"Haswell"}
+    assert {c.data.tags["compute.numpy_simd"] for c in children} == {"X86_V3"}
 
 
 def test_a_failing_job_marks_its_run_and_the_parent_failed(project, tmp_path, mlflow_store):

@@ -10,7 +10,6 @@ import sys
 import mlflow
 import pytest
 
-from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.schema import TrackingConfig
 from pipeline.tracking.runs import Run, settled, stale_runs
 from pipeline.tracking.store import open_store
@@ -52,14 +51,3 @@ def test_stale_runs_of_dead_processes_are_found_and_marked(mlflow_store):
     assert client.get_run(orphan.run_id).info.status == "KILLED"
     assert client.get_run(alive.run_id).info.status == "RUNNING"  # pid 1 is alive
     assert client.get_run(elsewhere.run_id).info.status == "RUNNING"  # not ours to judge
-
-
-@pytest.mark.parametrize("text", ['{"run_id": "ab', "[]", '{"run_id": 5}'])
-def test_a_damaged_run_record_is_one_line_naming_the_fix(tmp_path, text):
-    from pipeline.tracking.training_runs import read_run_record
-
-    path = tmp_path / "mlflow_run.json"
-    path.write_text(text)
-    with pytest.raises(PipelineError, match=r"mlflow_run\.json is damaged .*dvc repro -f train"):
-        read_run_record(path)
-    assert read_run_record(tmp_path / "absent.json") == {}

@@ -1,0 +1,114 @@
+"""`python -m pipeline.reproduce RUN_ID` on real runs: a real git worktree of the run's commit,
+the real DVC cache of a reproduced project, real SQLite stores. A pipeline run, a run from a
+dirty tree (its patch applied), a sweep child and a DVC experiment each come out identical; a
+run whose data can no longer be had, or whose recorded weights were tampered with, does not."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_reproduced, dvc, project_client, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(reproduced, tmp_path) -> Path:
+    return copy_reproduced(reproduced, tmp_path)
+
+
+def reproduce(project: Path, run_id: str):
+    args = [sys.executable, "-m", "pipeline.reproduce", run_id]
+    return run(args, project, check=False, unset=("MLFLOW_TRACKING_URI",))
+
+
+def pipeline_run(project: Path):
+    """The run that trained the project's models/model.npz."""
+    weights = hashlib.sha256((project / "models" / "model.npz").read_bytes()).hexdigest()
+    (found,) = project_client(project).search_runs(["1"], f"tags.`model.sha256` = '{weights}'")
+    return found
+
+
+def assert_identical(project: Path, run_id: str) -> None:
+    result = reproduce(project, run_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reproduce: identical: all" in result.stdout
+    assert "weights sha256" in result.stdout and "test/accuracy" in result.stdout
+    client = project_client(project)
+    (rerun,) = client.search_runs(["1"], f"tags.reproduces = '{run_id}'")
+    assert rerun.info.status == "FINISHED"
+    assert rerun.data.tags["reproduce.verdict"] == "identical"
+    original = client.get_run(run_id)
+    assert original.data.tags["reproduce.verdict"] == "identical"
+    assert original.data.tags["reproduce.by"] == rerun.info.run_id
+    assert rerun.data.metrics["test/accuracy"] == original.data.metrics["test/accuracy"]
+    # The temporary worktree is gone again.
+    assert len(run(["git", "worktree", "list"], project).stdout.splitlines()) == 1
+
+
+def test_a_clean_pipeline_run_reproduces_identically(project):
+    assert_identical(project, pipeline_run(project).info.run_id)
+
+
+def test_a_run_from_a_dirty_tree_reproduces_with_its_patch(project):
+    trainer = project / "pipeline" / "training" / "trainer.py"
+    text = trainer.read_text()
+    assert "default_rng(config.train.seed)" in text
+    # An uncommitted change that moves every weight: without its patch no re-run matches.
+    trainer.write_text(text.replace("default_rng(config.train.seed)", "default_rng(7)"))
+    dvc(["repro"], project)
+    dirty = pipeline_run(project)
+    assert dirty.data.tags["git.dirty"] == "true"
+    patch = project_client(project).download_artifacts(
+        dirty.info.run_id, "code/uncommitted.patch", str(project.parent)
+    )
+    added = [line for line in Path(patch).read_text().splitlines() if line.startswith("+ ")]
+    assert any("default_rng(7)" in line for line in added)
+    trainer.write_text(text)  # the tree is clean again: only the logged patch brings it back
+    assert_identical(project, dirty.info.run_id)
+
+
+def test_a_sweep_child_reproduces_identically(project):
+    args = [sys.executable, "-m", "pipeline.train", "-m", "optimizer.lr=0.002,0.003",
+            f"hydra.sweep.dir={project.parent / 'sweep'}"]  # fmt: skip
+    run(args, project, unset=("MLFLOW_TRACKING_URI",))
+    children = project_client(project).search_runs(["1"], "tags.`pipeline.kind` = 'sweep-job'")
+    assert len(children) == 2
+    assert_identical(project, children[0].info.run_id)
+
+
+def test_a_dvc_experiment_reproduces_identically(project):
+    dvc(["exp", "run", "-S", "optimizer.lr=0.002", "-n", "lr2"], project)
+    run_id = json.loads((project / "reports" / "mlflow_run.json").read_text())["run_id"]
+    experiment = project_client(project).get_run(run_id)
+    assert experiment.data.tags["dvc.exp_name"] == "lr2"
+    assert_identical(project, run_id)
+
+
+def test_a_run_whose_data_is_gone_says_so_and_logs_nothing(project):
+    original = pipeline_run(project)
+    client = project_client(project)
+    client.set_tag(original.info.run_id, "data.train.md5", "0" * 32)  # no file has this hash
+    result = reproduce(project, original.info.run_id)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"the run's train data (data.train.md5={'0' * 32}) is in no DVC cache" in result.stderr
+    assert "it cannot be re-run" in result.stderr
+    assert client.search_runs(["1"], f"tags.reproduces = '{original.info.run_id}'") == []
+
+
+def test_tampered_weights_make_the_verdict_differs_and_exit_non_zero(project):
+    original = pipeline_run(project)
+    client = project_client(project)
+    client.set_tag(original.info.run_id, "model.sha256", "f" * 64)
+    result = reproduce(project, original.info.run_id)
+    assert result.returncode == 1
+    (row,) = [line for line in result.stdout.splitlines() if "weights sha256" in line]
+    assert row.split()[-1] == "differs" and "f" * 24 in row
+    assert "reproduce: differs: 1 of" in result.stdout
+    assert client.get_run(original.info.run_id).data.tags["reproduce.verdict"] == "differs"
