@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -27,10 +28,12 @@ def test_evaluate_logs_a_complete_new_run_when_the_training_run_is_gone(
     fresh = f"sqlite:///{tmp_path / 'fresh.db'}"  # as if mlflow.db had been deleted
     monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh)
     result = run([sys.executable, "-m", "pipeline.evaluate", *QUICK], project)
-    assert "not in the store; logging a new one" in result.stdout
+    assert "no MLflow run in the store saved models/model.npz; logging a new one" in result.stdout
     client = mlflow.MlflowClient(fresh)
     (logged,) = client.search_runs(["1"])
     assert logged.info.status == "FINISHED" and logged.data.params["model.hidden"] == "[16]"
     curve = client.get_metric_history(logged.info.run_id, "dev/accuracy")
     assert [m.step for m in curve] == [1, 2]
-    assert {"test/accuracy", "model/dev_accuracy", "train/seconds"} <= set(logged.data.metrics)
+    assert {"test/accuracy", "model/dev_accuracy"} <= set(logged.data.metrics)
+    weights = hashlib.sha256((project / "models" / "model.npz").read_bytes()).hexdigest()
+    assert logged.data.tags["model.sha256"] == weights  # a later evaluate finds it again

@@ -43,6 +43,7 @@ from pipeline.sweeps.callback import LAUNCHER_ENV, PARENT_ENV, STORE_ENV, parent
 
 WORKER_GRACE = 10  # seconds a worker gets to end its run after SIGTERM, before SIGKILL
 STOP_DEADLINE = 45  # seconds after Ctrl-C or SIGTERM by which the launcher has ended, whatever
+ASKED_FULL_ERROR_ENV = "PIPELINE_HYDRA_FULL_ERROR_ASKED"
 _ending = threading.Lock()  # one ending per launcher: the main thread's or the deadline's
 
 
@@ -50,7 +51,9 @@ _ending = threading.Lock()  # one ending per launcher: the main thread's or the 
 def settled_sweep() -> Iterator[None]:
     """Run the train entry point; if a sweep it started ends any way but finished, settle its
     runs and processes and exit with one line (130 for an interrupt, else 1)."""
-    full_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # What the user asked for, kept across a restart by compute.pin (which inherits ours).
+    asked = os.environ.setdefault(ASKED_FULL_ERROR_ENV, os.environ.get("HYDRA_FULL_ERROR", ""))
+    full_traces = asked == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # the launcher's errors come here, not to Hydra
     interrupt_on_sigterm()
     on_interrupt(start_stop_deadline)

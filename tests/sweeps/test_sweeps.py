@@ -57,7 +57,8 @@ def test_a_two_job_sweep_is_one_parent_with_two_children(project, tmp_path, mlfl
     # Job outputs stay in the sweep folder, never in the DVC-tracked paths.
     assert (tmp_path / "sweep" / "0" / "models" / "model.npz").is_file()
     assert (tmp_path / "sweep" / "1" / "reports" / "figures" / "misclassified.png").is_file()
-    assert not (project / "models").exists() and not (project / "reports").exists()
+    assert not (project / "models").exists()
+    assert [p.name for p in (project / "reports").iterdir()] == ["mlflow_run.json"]  # untouched
 
 
 def test_joblib_launcher_on_a_fresh_store_loses_no_run(project, tmp_path, monkeypatch):
