@@ -92,23 +92,18 @@ def cached_object(md5: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def pulled_object(md5: str, relative: Path, tree: Path) -> Path | None:
-    """Pull the file from the project's DVC remote into its cache, if the run's commit locked
-    it with this md5 and a remote is configured; the cached copy, or None."""
-    lock = tree / "dvc.lock"
-    if not lock.is_file() or md5 not in lock.read_text():
-        return None
-    configured = subprocess.run(
-        ["dvc", "remote", "default"], cwd=ROOT, capture_output=True, text=True
-    )
-    if configured.returncode != 0 or not configured.stdout.strip():
-        return None
+def pulled_object(md5: str) -> Path | None:
+    """Pull the file with this md5 from the project's default DVC remote into its cache; the
+    cached copy, or None (no remote, or the remote lacks it)."""
+    from dvc.exceptions import DvcException
     from dvc.repo import Repo
+    from dvc_data.hashfile.hash_info import HashInfo
 
     with contextlib.closing(Repo(str(ROOT))) as repo:
-        cache_dir = str(Path(repo.cache.local.path).parents[1])
-    subprocess.run(["dvc", "cache", "dir", "--local", cache_dir], cwd=tree, capture_output=True)
-    subprocess.run(["dvc", "pull", "-q", str(relative)], cwd=tree, capture_output=True)
+        try:
+            repo.cloud.pull([HashInfo("md5", md5)])
+        except DvcException:  # no remote configured, or it cannot be reached
+            return None
     return cached_object(md5)
 
 
@@ -124,20 +119,20 @@ def place(source: Path, target: Path) -> None:
 def place_data(digests: dict[str, str], tree: Path, config_args: list[str]) -> str:
     """Put each data file of the run into the worktree by its md5; rebuild what no cache has.
     Returns where the data came from."""
-    missing = {}
+    missing, found = {}, {}
     for role, md5 in digests.items():
-        relative = DATA[role].relative_to(ROOT)
-        source = cached_object(md5)
+        source, where = cached_object(md5), "the DVC cache"
         if source is None and DATA[role].is_file() and file_md5(DATA[role]) == md5:
-            source = DATA[role]
+            source, where = DATA[role], "the workspace"
         if source is None:
-            source = pulled_object(md5, relative, tree)
+            source, where = pulled_object(md5), "the DVC remote"
         if source is None:
             missing[role] = md5
         else:
-            place(source, tree / relative)
+            place(source, tree / DATA[role].relative_to(ROOT))
+            found[role] = where
     if not missing:
-        return "the DVC cache and workspace, by hash"
+        return "; ".join(f"{role} from {where}" for role, where in found.items()) + ", by md5"
     sources = [f"data.sources=[dir:{RAW_DIR}]"] if RAW_DIR.is_dir() else []
     for stage in ("fetch", "normalise", "split"):
         run_stage(stage, tree, config_args + (sources if stage == "fetch" else []))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -112,3 +113,27 @@ def test_tampered_weights_make_the_verdict_differs_and_exit_non_zero(project):
     assert row.split()[-1] == "differs" and "f" * 24 in row
     assert "reproduce: differs: 1 of" in result.stdout
     assert client.get_run(original.info.run_id).data.tags["reproduce.verdict"] == "differs"
+
+
+def test_data_comes_from_the_dvc_remote_when_no_cache_has_it(project, tmp_path):
+    dvc(["remote", "add", "-d", "shared", str(tmp_path / "remote")], project)
+    dvc(["push"], project)
+    shutil.rmtree(project / ".dvc" / "cache")  # neither the cache …
+    for path in ("data/split/train.npz", "data/split/dev.npz", "data/normalised/test.npz"):
+        (project / path).unlink()  # … nor the workspace has the data now
+    original = pipeline_run(project)
+    result = reproduce(project, original.info.run_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "data: train from the DVC remote; dev from the DVC remote; test from the DVC" in (
+        result.stdout
+    )
+
+
+def test_data_no_store_has_is_rebuilt_by_the_data_stages_and_verified(project):
+    shutil.rmtree(project / ".dvc" / "cache")
+    for path in ("data/split/train.npz", "data/split/dev.npz", "data/normalised/test.npz"):
+        (project / path).unlink()
+    original = pipeline_run(project)
+    result = reproduce(project, original.info.run_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "data: rebuilt by fetch, normalise and split (train, dev, test)" in result.stdout

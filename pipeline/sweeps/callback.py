@@ -70,6 +70,12 @@ def sweep_params(config: DictConfig) -> str:
     return " ".join(f"{key}={value}" for key, value in params.items())
 
 
+def sweep_name(config: DictConfig, sweep_dir: Path) -> str:
+    """`sweep grid 2026-12-03 13-04-33`: the preset (conf/sweep/), if any, and when."""
+    preset = OmegaConf.select(config, "hydra.runtime.choices.sweep")
+    return " ".join(["sweep", *([preset] if preset else []), sweep_dir.parent.name, sweep_dir.name])
+
+
 class SweepRuns(Callback):
     """Opens the parent run before the jobs and summarises it after them."""
 
@@ -99,7 +105,7 @@ class SweepRuns(Callback):
         }
         run = Run.start(
             experiment_id,
-            name=f"sweep {sweep_dir.parent.name} {sweep_dir.name}",
+            name=sweep_name(config, sweep_dir),
             tags=tags,
             params={"sweep.overrides": overrides or "(none)", "sweep.params": sweep_params(config)},
         )

@@ -106,6 +106,10 @@ def test_optuna_sweeper_runs_trials_as_child_runs(project, tmp_path, mlflow_stor
     learning_rates = {float(c.data.params["optimizer.lr"]) for c in children}
     assert len(learning_rates) == 2 and all(1e-4 <= lr <= 3e-3 for lr in learning_rates)
     assert_parent_summarises(parent, children)
+    assert parent.info.run_name.startswith("sweep optuna ")  # named by its preset
+    # Children are named by the overrides they ran with, the values tried among them.
+    for child in children:
+        assert f"optimizer.lr={child.data.params['optimizer.lr']}" in child.info.run_name
 
 
 def test_a_job_rejected_before_training_still_fails_the_parent(project, tmp_path, mlflow_store):
