@@ -178,6 +178,8 @@ def reproduce(run_id: str, keep: bool = False) -> int:
             "tracking.registered_model=null", "tracking.log_model=false",
         ]  # fmt: skip
         patch_note = " + its patch" if original.patch else ""
+        if original.tags.get("git.dirty") == "true" and not original.patch:
+            patch_note = " (its tree had uncommitted changes, but no patch was logged)"
         step(1, f"code: commit {original.commit[:12]}{patch_note} in a git worktree")
         with worktree(original.commit, original.patch, scratch) as tree:
             step(2, "data: " + place_data(original.data_digests, tree, config_args))
@@ -193,7 +195,8 @@ def reproduce(run_id: str, keep: bool = False) -> int:
             rows = compare(original.weights, weights, original.metrics, rerun.metrics)
             identical, line = verdict_line(rows)
             causes = [] if identical else likely_causes(original.tags, rerun.tags)
-            mlflow.set_tracking_uri(store)  # its artifacts are in the worktree's mlruns/
+            # Logged before the worktree goes: the scratch run's artifacts are in its mlruns/.
+            mlflow.set_tracking_uri(store)
             verdict = "identical" if identical else "differs"
             new_id = copy_into(rerun, rerun_store, original, verdict)
         step(5, f"compare with run {run_id} ({original.kind}); the re-run is run {new_id}")

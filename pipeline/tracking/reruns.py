@@ -83,10 +83,16 @@ def recorded_run(run_id: str) -> RecordedRun:
     if tags.get("git.dirty") == "true":
         patch = artifact_text(client, run_id, PATCH_ARTIFACT)
     digests = {role: tags[f"data.{role}.md5"] for role in ROLES if f"data.{role}.md5" in tags}
-    if not {"train", "dev"} <= set(digests):
+    needed = (
+        {"train", "dev", "test"}
+        if any(m.startswith("test/") for m in run.data.metrics)
+        else {"train", "dev"}
+    )
+    if not needed <= set(digests):
+        lacking = ", ".join(f"data.{role}.md5" for role in sorted(needed - set(digests)))
         raise PipelineError(
-            f"run {run_id} records no data.train.md5 and data.dev.md5: it predates run "
-            "records, so its data cannot be found by hash"
+            f"run {run_id} records no {lacking}: it predates run records, so its data cannot "
+            "be found by hash"
         )
     return RecordedRun(
         run_id=run_id,

@@ -89,12 +89,15 @@ class Run:
         self.client.log_batch(self.run_id, metrics=batch)
 
     @whole
-    def log_epochs(self, records) -> None:
-        """`EpochRecord`s as the run's per-epoch curves, in as few requests as MLflow allows."""
+    def log_epochs(self, records, stamps: list[int] | None = None) -> None:
+        """`EpochRecord`s as the run's per-epoch curves, in as few requests as MLflow allows.
+        `stamps`: each record's time (ms) when it was first sent; sending a record again with
+        the same stamp adds nothing, as the store drops a metric row it already has."""
         now = int(time.time() * 1000)
+        stamps = stamps or [now] * len(records)
         batch = [
-            Metric(key, float(value), now, record.epoch)
-            for record in records
+            Metric(key, float(value), stamp, record.epoch)
+            for record, stamp in zip(records, stamps, strict=True)
             for key, value in (
                 ("train/loss", record.train_loss),
                 ("train/accuracy", record.train_accuracy),

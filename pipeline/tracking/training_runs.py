@@ -83,10 +83,14 @@ class LiveCurves:
     def __init__(self, run: Run):
         self.run = run
         self.unsent: list[EpochRecord] = []
+        # When each unsent epoch ended: a request the store took but whose answer was lost is
+        # sent again with the same stamps, and the store keeps one copy.
+        self.stamps: list[int] = []
         self.failing_since: float | None = None
 
     def __call__(self, record: EpochRecord) -> None:
         self.unsent.append(record)
+        self.stamps.append(int(time.time() * 1000))
         if self.failing_since and time.monotonic() - self.failing_since < self.RETRY_AFTER:
             return
         try:
@@ -103,10 +107,10 @@ class LiveCurves:
     def flush(self) -> None:
         """Send every unsent epoch; raise `StoreError` if the store still does not answer."""
         if self.unsent:
-            self.run.log_epochs(self.unsent)
+            self.run.log_epochs(self.unsent, self.stamps)
             if self.failing_since is not None:
                 tqdm.write(f"train: the MLflow store answers again; {len(self.unsent)} epochs sent")
-            self.unsent = []
+            self.unsent, self.stamps = [], []
         self.failing_since = None
 
 

@@ -51,3 +51,20 @@ def test_stale_runs_of_dead_processes_are_found_and_marked(mlflow_store):
     assert client.get_run(orphan.run_id).info.status == "KILLED"
     assert client.get_run(alive.run_id).info.status == "RUNNING"  # pid 1 is alive
     assert client.get_run(elsewhere.run_id).info.status == "RUNNING"  # not ours to judge
+
+
+def test_epochs_sent_again_with_their_stamps_are_kept_once(mlflow_store):
+    from pipeline.nn import EpochRecord
+    from pipeline.tracking.training_runs import LiveCurves
+
+    run = Run.start(open_store(tracking()), "curves")
+    curves = LiveCurves(run)
+    records = [EpochRecord(epoch, 0.5 / epoch, 0.9, 0.4, 0.91, 1e-3, 1.0) for epoch in (1, 2)]
+    for record in records:
+        curves.unsent.append(record)  # as if the store took them but its answer was lost
+        curves.stamps.append(1_000 * record.epoch)
+    curves.flush()
+    curves.unsent, curves.stamps = list(records), [1_000, 2_000]  # … and they are sent again
+    curves.flush()
+    history = mlflow.MlflowClient().get_metric_history(run.run_id, "train/loss")
+    assert sorted((point.step, point.value) for point in history) == [(1, 0.5), (2, 0.25)]
