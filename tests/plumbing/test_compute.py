@@ -84,3 +84,20 @@ def test_native_speed_computes_with_what_openblas_picks(tmp_path):
     native = native_blas()
     expected = f"{native['architecture']} kernels on {native['num_threads']} thread(s)"
     assert expected in done.stdout
+
+
+def test_a_cpu_without_avx2_is_told_once_and_keeps_the_rest_pinned(monkeypatch, capsys):
+    from pipeline.plumbing import compute as compute_module
+
+    monkeypatch.setattr(compute_module, "cpu_runs_haswell", lambda: False)
+    compute_module.say_once.cache_clear()
+    # Threads and numpy's level are pinned as asked; the kernel is left to OpenBLAS.
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", "X86_V4 AVX512_ICL AVX512_SPR")
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    for _ in range(2):
+        record = compute_module.pin(compute_of("portable_bits"), "train")  # no restart
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "cannot run the pinned Haswell kernels" in notes[0]
+    assert record["compute.preset"] == "portable_bits"
+    assert record["compute.blas_kernel"]  # what it used instead, for the run's tags
