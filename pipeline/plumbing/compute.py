@@ -68,20 +68,26 @@ def wanted_env(blas_kernel: str | None, blas_threads: int | None, numpy_max_simd
     return wanted
 
 
-def pin(compute, stage: str) -> dict[str, str]:
-    """Make this process compute with `compute` (a `ComputeConfig`): restart it with the
-    environment the settings need if it runs with other ones, else return `in_force()`. Call
-    it in a stage's main(), before any work: the restart begins the process again."""
+def wanted_for(compute, stage: str) -> dict[str, str]:
+    """The environment `compute` asks for on this CPU: one that cannot run the Haswell
+    kernels keeps the rest pinned, and is told so once."""
     check_settings(compute)
-    if compute.blas_kernel == "Haswell" and not cpu_runs_haswell():
-        wanted = wanted_env(None, compute.blas_threads, compute.numpy_max_simd)
+    kernel = compute.blas_kernel
+    if kernel == "Haswell" and not cpu_runs_haswell():
+        kernel = None
         say_once(
             f"{stage}: note: this CPU ({cpu_model()}, {platform.machine()}) cannot run the "
             "pinned Haswell kernels (AVX2 and FMA); it computes with what OpenBLAS picks, so its "
             "bits may differ from an AVX2 machine's; the run records the kernel it used"
         )
-    else:
-        wanted = wanted_env(compute.blas_kernel, compute.blas_threads, compute.numpy_max_simd)
+    return wanted_env(kernel, compute.blas_threads, compute.numpy_max_simd)
+
+
+def pin(compute, stage: str) -> dict[str, str]:
+    """Make this process compute with `compute` (a `ComputeConfig`): restart it with the
+    environment the settings need if it runs with other ones, else return `in_force()`. Call
+    it in a stage's main(), before any work: the restart begins the process again."""
+    wanted = wanted_for(compute, stage)
     if all(os.environ.get(name) == value for name, value in wanted.items()):
         record = in_force(compute.name)
         print(f"{stage}: {describe(record)}", flush=True)
@@ -104,10 +110,7 @@ def restart_env(wanted: dict[str, str]) -> dict[str, str]:
 def check_in_force(compute, stage: str) -> dict[str, str]:
     """For a process that cannot restart (a sweep job in a worker): the settings in force,
     or a `PipelineError` if they are not the ones `compute` asks for."""
-    check_settings(compute)
-    wanted = wanted_env(compute.blas_kernel, compute.blas_threads, compute.numpy_max_simd)
-    if compute.blas_kernel == "Haswell" and not cpu_runs_haswell():
-        wanted.pop(KERNEL_ENV)
+    wanted = wanted_for(compute, stage)
     differing = [name for name, value in wanted.items() if os.environ.get(name) != value]
     if differing:
         raise PipelineError(
