@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv dev repro params check-params test test-fast mutants lint format lock clean-venv dag ui sweep \
-	stale-runs promote reproduce
+	stale-runs promote reproduce server server-stop server-user
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -88,3 +88,13 @@ clean-venv:  ## delete .venv
 
 reproduce: $(RUNTIME_STAMP)  ## make an MLflow run again and compare it bit for bit: make reproduce RUN=<run id>
 	$(BIN)/python -m pipeline.reproduce $(RUN)
+
+# The shared tracking server (pipeline/server.py): PostgreSQL + `mlflow server` with logins.
+server: $(RUNTIME_STAMP)  ## start the team's MLflow server on PostgreSQL with logins (.server/; PIPELINE_SERVER_PORT=5050)
+	$(BIN)/python -m pipeline.server start
+
+server-stop: $(RUNTIME_STAMP)  ## stop the server and its local PostgreSQL, by the PIDs they recorded
+	$(BIN)/python -m pipeline.server stop
+
+server-user: $(RUNTIME_STAMP)  ## an admin adds a login: make server-user NAME=alice PERMISSION=READ|EDIT|MANAGE
+	$(BIN)/python -m pipeline.server add-user $(NAME) --permission $(or $(PERMISSION),READ)
