@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv dev repro params check-params test test-fast mutants lint format lock clean-venv dag ui sweep \
-	stale-runs promote reproduce server server-stop server-user
+	stale-runs promote reproduce server server-stop server-user remote push pull
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -98,3 +98,18 @@ server-stop: $(RUNTIME_STAMP)  ## stop the server and its local PostgreSQL, by t
 
 server-user: $(RUNTIME_STAMP)  ## an admin adds a login: make server-user NAME=alice PERMISSION=READ|EDIT|MANAGE
 	$(BIN)/python -m pipeline.server add-user $(NAME) --permission $(or $(PERMISSION),READ)
+
+# A DVC remote shares data and models. By default a directory (a team's shared mount):
+# DVC_REMOTE=/mnt/team/mnist; any DVC remote URL works (s3://…, ssh://…, with its dvc extra).
+# It is recorded per clone in .dvc/config.local (git-ignored) as the remote "shared".
+DVC_REMOTE ?= $(abspath ../mnist-dvc-remote)
+remote: $(RUNTIME_STAMP)
+	@$(BIN)/dvc remote list | grep -q . || { \
+		$(BIN)/dvc remote add --local --default shared $(DVC_REMOTE) && \
+		echo "DVC remote 'shared' is $(DVC_REMOTE) (change it: dvc remote modify --local shared url URL)"; }
+
+push: remote  ## send data and models to the DVC remote (DVC_REMOTE=… the first time; default ../mnist-dvc-remote)
+	$(BIN)/dvc push
+
+pull: remote  ## fetch data and models from the DVC remote into this clone
+	$(BIN)/dvc pull

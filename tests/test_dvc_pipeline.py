@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pipeline.nn import model_from_arrays
 from pipeline.plumbing.config import flatten
 from tests.conftest import (
     ALL_STAGES,
+    REPO,
     copy_reproduced,
     dvc,
     project_client,
@@ -340,3 +342,25 @@ def test_a_missing_params_file_deletes_nothing(project):
     assert "are missing from 'params.yaml'" in result.stderr
     assert {p: p.read_bytes() for p in data} == data  # data/raw above all: it was deleted
     assert snapshot(project) == before
+
+
+def make(target: str, project: Path, remote: Path) -> str:
+    """`make <target>` with this project's Makefile and this venv's tools."""
+    shutil.copy(REPO / "Makefile", project / "Makefile")
+    bin_dir = Path(sys.executable).parent
+    args = ["make", target, f"DVC_REMOTE={remote}", f"BIN={bin_dir}", "RUNTIME_STAMP="]
+    return run(args, project, unset=("MLFLOW_TRACKING_URI",)).stdout
+
+
+def test_a_second_clone_pulls_the_exact_model_and_has_nothing_to_do(project, tmp_path):
+    remote = tmp_path / "team-mount"
+    pushed = make("push", project, remote)
+    assert f"DVC remote 'shared' is {remote}" in pushed
+    assert "shared" in (project / ".dvc" / "config.local").read_text()  # per clone, not in git
+    second = tmp_path / "second"
+    run(["git", "clone", "-q", str(project), str(second)], tmp_path)
+    make("pull", second, remote)
+    model = "models/model.npz"
+    assert (second / model).read_bytes() == (project / model).read_bytes()
+    assert "Data and pipelines are up to date" in dvc(["status"], second).stdout
+    assert ran_stages(dvc(["repro"], second).stdout) == []
