@@ -137,3 +137,17 @@ def test_data_no_store_has_is_rebuilt_by_the_data_stages_and_verified(project):
     result = reproduce(project, original.info.run_id)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "data: rebuilt by fetch, normalise and split (train, dev, test)" in result.stdout
+
+
+def test_an_unknown_run_or_a_missing_commit_is_one_line_and_exit_2(project):
+    unknown = reproduce(project, "0" * 32)
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert f"reproduce: error: no run {'0' * 32} in sqlite:///" in unknown.stderr
+    original = pipeline_run(project)
+    client = project_client(project)
+    client.set_tag(original.info.run_id, "mlflow.source.git.commit", "f" * 40)  # not in git
+    result = reproduce(project, original.info.run_id)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"commit {'f' * 12} is not in this repository" in result.stderr
+    assert "git fetch" in result.stderr  # the way out is named
+    assert len(run(["git", "worktree", "list"], project).stdout.splitlines()) == 1

@@ -61,9 +61,11 @@ def recorded_run(run_id: str) -> RecordedRun:
     """The original run's record; a `PipelineError` naming what is missing if it lacks one."""
     client = mlflow.MlflowClient()
     try:
-        with store_calls("get_run"):
-            run = client.get_run(run_id)
-    except MlflowException:
+        run = client.get_run(run_id)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            with store_calls("get_run"):  # the store's own trouble, as one line
+                raise
         raise PipelineError(
             f"no run {run_id} in {mlflow.get_tracking_uri()}: check the id (the MLflow UI shows "
             "it), or point tracking.uri / MLFLOW_TRACKING_URI at the store that holds it"
