@@ -4,6 +4,7 @@
     python -m pipeline.runs stale --mark     # mark them KILLED (`make stale-runs`)
     python -m pipeline.runs promote VERSION  # point models:/mnist-mlp@pipeline at a version
     python -m pipeline.runs promote RUN_ID   # … or at the model a run logged (registers it)
+    python -m pipeline.runs copy-to URI      # copy this store's runs to another (the server)
 
 The store, experiment, model name and alias come from conf/ (tracking group), as for a stage.
 """
@@ -20,7 +21,7 @@ from pipeline.tracking.registry import promote
 from pipeline.tracking.runs import stale_runs
 from pipeline.tracking.store import open_store
 
-USAGE = "usage: python -m pipeline.runs stale [--mark] | promote VERSION_OR_RUN_ID"
+USAGE = "usage: python -m pipeline.runs stale [--mark] | promote VERSION_OR_RUN_ID | copy-to URI"
 
 
 def stale(mark: bool) -> None:
@@ -33,11 +34,28 @@ def stale(mark: bool) -> None:
         print("mark them KILLED with: python -m pipeline.runs stale --mark")
 
 
+def copy_to(target_uri: str, tracking) -> None:
+    """Copy this store's runs of the experiment to `target_uri` (credentials for a server:
+    MLFLOW_TRACKING_USERNAME/PASSWORD)."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.tracking.transfer import copy_experiment
+
+    source = mlflow.get_tracking_uri()
+    try:
+        new = copy_experiment(source, target_uri, tracking.experiment)
+    except MlflowException as error:
+        raise PipelineError(
+            f"copying to {target_uri} failed: {str(error).splitlines()[0]}"
+        ) from None
+    print(f"{len(new)} run(s) of {tracking.experiment} copied from {source} to {target_uri}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
     if not (command == "stale" and set(rest) <= {"--mark"}) and not (
-        command == "promote" and len(rest) == 1
+        command in ("promote", "copy-to") and len(rest) == 1
     ):
         print(USAGE, file=sys.stderr)
         return 2
@@ -46,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         open_store(tracking)
         if command == "stale":
             stale("--mark" in rest)
+        elif command == "copy-to":
+            copy_to(rest[0], tracking)
         else:
             if not tracking.registered_model:
                 raise PipelineError("tracking.registered_model is null: name a model in conf/")

@@ -143,3 +143,56 @@ def test_pipeline_runs_as_an_edit_user_and_a_read_user_is_refused_writes(
             call()
         refused.append((what, str(error.value).splitlines()[0][:80]))
     assert len(refused) == 3
+
+
+def test_local_runs_are_copied_whole_into_the_server_once(server, tmp_path, monkeypatch):
+    local = f"sqlite:///{tmp_path / 'local.db'}"
+    source = mlflow.MlflowClient(local)
+    experiment = source.create_experiment("mnist-from-scratch")
+    parent = source.create_run(experiment, run_name="sweep grid", tags={"pipeline.kind": "sweep"})
+    children = []
+    for lr in ("0.001", "0.002"):
+        child = source.create_run(
+            experiment,
+            run_name=f"optimizer.lr={lr}",
+            tags={"mlflow.parentRunId": parent.info.run_id},
+        )
+        source.log_param(child.info.run_id, "optimizer.lr", lr)
+        for step, value in ((1, 0.81), (2, 0.82), (3, 0.83)):
+            source.log_metric(child.info.run_id, "dev/accuracy", value, step=step)
+        source.log_text(child.info.run_id, f"lr: {lr}\n", "config.yaml")
+        source.set_terminated(child.info.run_id, "FINISHED")
+        children.append(child.info.run_id)
+    source.set_terminated(parent.info.run_id, "KILLED")
+    env = {**server.env, "MLFLOW_TRACKING_URI": local, "MLFLOW_TRACKING_USERNAME": "admin",
+           "MLFLOW_TRACKING_PASSWORD": server.secret("MLFLOW_AUTH_ADMIN_PASSWORD")}  # fmt: skip
+    args = [sys.executable, "-m", "pipeline.runs", "copy-to", server.uri]
+    first = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "3 run(s) of mnist-from-scratch copied" in first.stdout
+    again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    assert "0 run(s) of mnist-from-scratch copied" in again.stdout  # nothing twice
+    admin = client_as(server, "admin", server.secret("MLFLOW_AUTH_ADMIN_PASSWORD"), monkeypatch)
+    target = admin.get_experiment_by_name("mnist-from-scratch").experiment_id
+    copies = {
+        run.data.tags["copied_from"]: run
+        for run in admin.search_runs([target], "tags.copied_from != ''")
+    }
+    assert set(copies) == {parent.info.run_id, *children}
+    assert copies[parent.info.run_id].info.status == "KILLED"
+    for child in children:
+        copy = copies[child]
+        assert copy.info.status == "FINISHED"
+        assert copy.data.tags["mlflow.parentRunId"] == copies[parent.info.run_id].info.run_id
+        history = admin.get_metric_history(copy.info.run_id, "dev/accuracy")
+        assert sorted((p.step, p.value) for p in history) == [(1, 0.81), (2, 0.82), (3, 0.83)]
+        config = admin.download_artifacts(copy.info.run_id, "config.yaml", str(tmp_path))
+        assert Path(config).read_text() == f"lr: {copy.data.params['optimizer.lr']}\n"
+    # A READ user cannot copy into the server: one line, exit 1.
+    viewer_env = {**env, "MLFLOW_TRACKING_USERNAME": "reader",
+                  "MLFLOW_TRACKING_PASSWORD": "reader-password-1"}  # fmt: skip
+    server.command("add-user", "reader", env={"NEW_USER_PASSWORD": "reader-password-1"})
+    source.create_run(experiment, run_name="new")
+    refused = subprocess.run(args, cwd=REPO, env=viewer_env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "runs: error: copying to" in refused.stderr and "403" in refused.stderr
