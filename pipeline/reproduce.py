@@ -192,9 +192,9 @@ def reproduce(run_id: str, keep: bool = False) -> int:
                 step(4, "evaluate: skipped, the run has no test metrics")
             weights = file_sha256(tree / TRAIN.model.relative_to(ROOT))
             rerun = local_store_run(rerun_store)
-            rows = compare(original.weights, weights, original.metrics, rerun.metrics)
+            rows = compare(original.weights, weights, original.metrics, rerun.data.metrics)
             identical, line = verdict_line(rows)
-            causes = [] if identical else likely_causes(original.tags, rerun.tags)
+            causes = [] if identical else likely_causes(original.tags, rerun.data.tags)
             # Logged before the worktree goes: the scratch run's artifacts are in its mlruns/.
             mlflow.set_tracking_uri(store)
             verdict = "identical" if identical else "differs"

@@ -4,23 +4,22 @@ from its scratch store, and log the re-run next to the original with the verdict
     recorded_run     what the original recorded: commit, patch, config, data md5s, compute,
                      weights SHA-256, final metrics
     local_store_run  the run a re-run logged to its scratch store
-    copy_into        the re-run into the original's experiment (params, final metrics, tags,
-                     datasets, artifacts), tagged reproduces=<id>; the original gets the verdict
+    copy_into        the re-run, whole (transfer.copy_run), into the original's experiment,
+                     tagged reproduces=<id>; the original gets the verdict
 """
 
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import dataclass, field
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from pipeline.plumbing.errors import PipelineError
 from pipeline.tracking.store import store_calls
 from pipeline.tracking.tags import KIND_TAG, PATCH_ARTIFACT
+from pipeline.tracking.transfer import copy_run
 
 COMMIT_TAG = "mlflow.source.git.commit"
 REPRODUCES_TAG = "reproduces"
@@ -112,17 +111,8 @@ def recorded_run(run_id: str) -> RecordedRun:
     )
 
 
-@dataclass
-class ScratchRun:
-    run_id: str
-    metrics: dict[str, float]
-    tags: dict[str, str]
-    params: dict[str, str]
-    inputs: list
-
-
-def local_store_run(uri: str) -> ScratchRun:
-    """The newest run the re-run logged to its scratch store."""
+def local_store_run(uri: str):
+    """The newest run the re-run logged to its scratch store (an MLflow `Run`)."""
     client = mlflow.MlflowClient(tracking_uri=uri)
     runs = [
         run
@@ -131,23 +121,16 @@ def local_store_run(uri: str) -> ScratchRun:
     ]
     if not runs:
         raise PipelineError("the re-run logged no run: see its output above")
-    run = max(runs, key=lambda found: found.info.start_time)
-    return ScratchRun(
-        run.info.run_id,
-        dict(run.data.metrics),
-        dict(run.data.tags),
-        dict(run.data.params),
-        list(run.inputs.dataset_inputs),
-    )
+    return max(runs, key=lambda found: found.info.start_time)
 
 
-def copy_into(rerun: ScratchRun, rerun_uri: str, original: RecordedRun, verdict: str) -> str:
-    """Log the re-run in the original's experiment, in the current store; tag both with the
-    verdict. Returns the new run's id."""
+def copy_into(rerun, rerun_uri: str, original: RecordedRun, verdict: str) -> str:
+    """Log the re-run whole in the original's experiment, in the current store; tag both with
+    the verdict. Returns the new run's id."""
     client = mlflow.MlflowClient()
     tags = {
         key: value
-        for key, value in rerun.tags.items()
+        for key, value in rerun.data.tags.items()
         if not key.startswith("mlflow.") or key == COMMIT_TAG
     }
     tags.update({
@@ -156,23 +139,9 @@ def copy_into(rerun: ScratchRun, rerun_uri: str, original: RecordedRun, verdict:
         "reproduce.verdict": verdict,
     })  # fmt: skip
     with store_calls("log the re-run"):
-        created = client.create_run(
-            original.experiment_id, tags=tags, run_name=f"reproduce {original.name}"
-        )
-        new_id = created.info.run_id
-        params = [Param(key, value) for key, value in rerun.params.items()]
-        for start in range(0, len(params), 100):
-            client.log_batch(new_id, params=params[start : start + 100])
-        now = int(time.time() * 1000)
-        metrics = [Metric(key, value, now, 0) for key, value in rerun.metrics.items()]
-        client.log_batch(new_id, metrics=metrics)
-        if rerun.inputs:
-            client.log_inputs(new_id, datasets=rerun.inputs)
-        with tempfile.TemporaryDirectory() as scratch:
-            source = mlflow.MlflowClient(tracking_uri=rerun_uri)
-            local = source.download_artifacts(rerun.run_id, "", scratch)
-            client.log_artifacts(new_id, local)
-        client.set_terminated(new_id, "FINISHED")
+        source = mlflow.MlflowClient(tracking_uri=rerun_uri)
+        name = f"reproduce {original.name}"
+        new_id = copy_run(source, client, rerun, original.experiment_id, tags, name)
         for key, value in (("reproduce.verdict", verdict), ("reproduce.by", new_id)):
-            client.log_batch(original.run_id, tags=[RunTag(key, value)])
+            client.set_tag(original.run_id, key, value)
     return new_id

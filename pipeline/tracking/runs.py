@@ -17,7 +17,6 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Metric, Param
-from mlflow.exceptions import MlflowException
 
 from pipeline.plumbing.errors import interrupts_deferred
 from pipeline.tracking.store import store_calls
@@ -68,13 +67,6 @@ class Run:
         run.client.set_tag(run_id, "pid", str(os.getpid()))
         run.client.set_tag(run_id, "host", socket.gethostname())
         return run
-
-    def exists(self) -> bool:
-        try:
-            self.client.get_run(self.run_id)
-            return True
-        except MlflowException:
-            return False
 
     @whole
     def log_params(self, params: dict) -> None:

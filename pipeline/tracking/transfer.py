@@ -44,20 +44,29 @@ def copy_experiment(
     for run in runs:
         if run.info.run_id in copied:
             continue
-        copied[run.info.run_id] = copy_run(source, target, run, target_id, copied)
+        copied[run.info.run_id] = copy_run(
+            source, target, run, target_id, copied_tags(run, copied), run.info.run_name
+        )
         new_ids.append(copied[run.info.run_id])
         say(f"copied {run.info.run_id} ({run.info.run_name}) as {copied[run.info.run_id]}")
     return new_ids
 
 
-def copy_run(source, target, run, experiment_id: str, copied: dict[str, str]) -> str:
+def copied_tags(run, copied: dict[str, str]) -> dict[str, str]:
+    """The run's tags for its copy: `copied_from`, and its parent's copy as its parent."""
     tags = {key: value for key, value in run.data.tags.items() if key != PARENT_TAG}
     tags[COPIED_FROM] = run.info.run_id
     parent = run.data.tags.get(PARENT_TAG)
     if parent in copied:
         tags[PARENT_TAG] = copied[parent]
+    return tags
+
+
+def copy_run(source, target, run, experiment_id: str, tags: dict[str, str], name: str) -> str:
+    """Log `run` (of the store `source` reads) whole into `experiment_id` of `target`, with
+    these tags and name; return the copy's id."""
     created = target.create_run(
-        experiment_id, start_time=run.info.start_time, tags=tags, run_name=run.info.run_name
+        experiment_id, start_time=run.info.start_time, tags=tags, run_name=name
     )
     run_id = created.info.run_id
     params = [Param(key, value) for key, value in run.data.params.items()]
