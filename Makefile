@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv dev repro params check-params test test-fast mutants lint format lock clean-venv dag ui sweep \
-	stale-runs promote reproduce server server-stop server-user remote push pull
+	stale-runs promote reproduce server server-stop server-user shared-sweep remote push pull
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -98,6 +98,19 @@ server-stop: $(RUNTIME_STAMP)  ## stop the server and its local PostgreSQL, by t
 
 server-user: $(RUNTIME_STAMP)  ## an admin adds a login: make server-user NAME=alice PERMISSION=READ|EDIT|MANAGE
 	$(BIN)/python -m pipeline.server add-user $(NAME) --permission $(or $(PERMISSION),READ)
+
+# A distributed Optuna sweep (pipeline/sweeps/shared.py): WORKERS processes here join one study
+# in $PIPELINE_OPTUNA_STORAGE (else the `optuna` database of `make server`'s PostgreSQL); on
+# other machines, the same `python -m pipeline.train -m sweep=optuna_shared` joins it too.
+WORKERS ?= 2
+shared-sweep: $(RUNTIME_STAMP)  ## distributed Optuna sweep: make shared-sweep WORKERS=2 [ARGS="hydra.sweeper.n_trials=8"]
+	@storage="$$PIPELINE_OPTUNA_STORAGE"; \
+	if [ -z "$$storage" ]; then storage=$$($(BIN)/python -m pipeline.server optuna-url) || exit 1; fi; \
+	pids=""; for worker in $$(seq $(WORKERS)); do \
+		PIPELINE_OPTUNA_STORAGE="$$storage" $(BIN)/python -m pipeline.train -m sweep=optuna_shared $(ARGS) & \
+		pids="$$pids $$!"; \
+	done; \
+	status=0; for pid in $$pids; do wait $$pid || status=1; done; exit $$status
 
 # A DVC remote shares data and models. By default a directory (a team's shared mount):
 # DVC_REMOTE=/mnt/team/mnist; any DVC remote URL works (s3://…, ssh://…, with its dvc extra).

@@ -4,14 +4,16 @@ basic-auth app) and artifacts served through the server.
     python -m pipeline.server start     # make server: PostgreSQL (if local), then mlflow server
     python -m pipeline.server stop      # make server-stop: both, by the PIDs they recorded
     python -m pipeline.server status
+    python -m pipeline.server optuna-url  # the study database's URL, for sweep=optuna_shared
     python -m pipeline.server add-user NAME [--permission READ|EDIT|MANAGE] [--experiment E]
                                         # make server-user NAME=…: an admin creates a login
 
 Without $PIPELINE_SERVER_DATABASE_URL it creates a PostgreSQL cluster in .server/postgres
 (git-ignored) with this machine's `initdb` and `pg_ctl` (as the `postgres` user when run as
-root), listening on 127.0.0.1 only, with the databases `mlflow` (runs) and `mlflow_auth`
-(logins). With it, that database holds the runs, and $PIPELINE_SERVER_AUTH_DATABASE_URL (else an
-SQLite file in .server/) the logins. Artifacts go to .server/artifacts, or to any MLflow
+root), listening on 127.0.0.1 only, with the databases `mlflow` (runs), `mlflow_auth`
+(logins) and `optuna` (shared sweeps' studies: `optuna-url` prints its URL). With it, that
+database holds the runs, and $PIPELINE_SERVER_AUTH_DATABASE_URL (else an SQLite file in
+.server/) the logins. Artifacts go to .server/artifacts, or to any MLflow
 artifact URI in $PIPELINE_SERVER_ARTIFACTS (e.g. s3://bucket/mlflow).
 
 Passwords come from the environment (MLFLOW_AUTH_ADMIN_PASSWORD, MLFLOW_FLASK_SERVER_SECRET_KEY,
@@ -164,7 +166,7 @@ def create_databases(password: str) -> None:
     connection.autocommit = True  # CREATE DATABASE runs outside a transaction only
     try:
         with connection.cursor() as cursor:
-            for name in ("mlflow", "mlflow_auth"):
+            for name in ("mlflow", "mlflow_auth", "optuna"):
                 cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                 if cursor.fetchone() is None:
                     cursor.execute(f'CREATE DATABASE "{name}"')
@@ -276,6 +278,19 @@ def stop() -> None:
         print("server: PostgreSQL stopped")
 
 
+def optuna_url() -> None:
+    """Print the URL of the local cluster's `optuna` database (password included: it is for
+    `export PIPELINE_OPTUNA_STORAGE=$(…)`, not for a log)."""
+    if os.environ.get("PIPELINE_SERVER_DATABASE_URL"):
+        raise PipelineError(
+            "the runs are in your own database, so is the study's: set PIPELINE_OPTUNA_STORAGE "
+            "to a database URL there (postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DATABASE)"
+        )
+    if postgres_pid(server_dir() / "postgres" / "data") is None:
+        raise PipelineError("the local PostgreSQL is not running: start it with `make server`")
+    print(local_url("optuna", load_secrets(server_dir())["PIPELINE_SERVER_PG_PASSWORD"]))
+
+
 def status() -> None:
     folder = server_dir()
     pid = mlflow_pid(folder)
@@ -323,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("start")
     commands.add_parser("stop")
     commands.add_parser("status")
+    commands.add_parser("optuna-url")
     user = commands.add_parser("add-user")
     user.add_argument("name")
     user.add_argument("--permission", default="READ", choices=["READ", "EDIT", "MANAGE"])
@@ -332,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "add-user":
             add_user(args.name, args.permission, args.experiment)
         else:
-            {"start": start, "stop": stop, "status": status}[args.command]()
+            actions = {"start": start, "stop": stop, "status": status, "optuna-url": optuna_url}
+            actions[args.command]()
     except PipelineError as error:
         print(f"server: error: {error}", file=sys.stderr)
         return 1

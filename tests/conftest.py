@@ -182,8 +182,8 @@ def sigterm_after(args: list[str], cwd: Path, marker: str, timeout: float = 60) 
     return process.returncode, seen + rest
 
 
-PROJECT_FILES = ["pipeline", "conf", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore",
-                 "reports/mlflow_run.json"]  # fmt: skip
+PROJECT_FILES = ["pipeline", "hydra_plugins", "conf", "dvc.yaml", ".dvc/config", ".dvcignore",
+                 ".gitignore", "reports/mlflow_run.json"]  # fmt: skip
 
 
 def copy_project(target: Path) -> Path:

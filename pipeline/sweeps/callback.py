@@ -12,6 +12,10 @@ hook when a job fails or the sweep is stopped: ending.py settles those ends.
     python -m pipeline.train -m optimizer=sgd,adam model.hidden=[128],[256]
     python -m pipeline.train -m sweep=grid                     # a preset grid, conf/sweep/
     python -m pipeline.train -m sweep=optuna                   # Optuna search
+    python -m pipeline.train -m sweep=optuna_shared            # one study, many workers
+
+In a shared study (shared.py) the parent belongs to the study, not to one process: the first
+worker starts it, the others find it, and the worker that sees the last trial end ends it.
 
 Hydra instantiates this callback for every run of the train stage, multirun or not, so mlflow
 and the tracking package are imported inside the hooks, only when a sweep logs: importing
@@ -35,6 +39,9 @@ PARENT_ENV = "PIPELINE_SWEEP_PARENT_RUN_ID"
 LAUNCHER_ENV = "PIPELINE_SWEEP_LAUNCHER_PID"  # the process that runs the sweep (ending.py)
 STORE_ENV = "PIPELINE_SWEEP_STORE_URI"  # for a job that fails before it opened the store
 SELECTION_METRIC = "model/dev_accuracy"  # dev accuracy of the weights each job saved
+STUDY_ENV = "PIPELINE_SHARED_STUDY"  # in the worker of a shared study: the study's name
+WORKER_ENV = "PIPELINE_SHARED_WORKER"  # and the worker, host:pid
+SHARED_SWEEPER = "hydra_plugins.pipeline_shared_study.SharedOptunaSweeper"  # sweeps/shared.py
 
 
 def parent_run_id() -> str | None:
@@ -82,9 +89,7 @@ class SweepRuns(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         import mlflow  # here, not at the top: see the module docstring
 
-        from pipeline.tracking.runs import Run
         from pipeline.tracking.store import open_store
-        from pipeline.tracking.tags import KIND_TAG
 
         # Before any job: joblib's workers inherit the settings (and so compute alike).
         pin(config.compute, "sweep")  # may restart this process with them
@@ -92,47 +97,76 @@ class SweepRuns(Callback):
         tracking = tracking_of(config)
         if not tracking.enabled:
             return
-        experiment_id = open_store(tracking)
+        open_store(tracking)
+        os.environ[STORE_ENV] = mlflow.get_tracking_uri()
+        if shared_study(config):  # its parent is the study's, found or made by shared.py
+            return
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        overrides = " ".join(config.hydra.overrides.task)
         tags = {
-            KIND_TAG: "sweep",
             "sweep.dir": str(sweep_dir),
-            "sweep.sweeper": str(config.hydra.sweeper._target_),
-            "sweep.launcher": str(config.hydra.launcher._target_),
             "host": socket.gethostname(),  # with pid: `make stale-runs` can tell it was killed
             "pid": str(os.getpid()),
         }
-        run = Run.start(
-            experiment_id,
-            name=sweep_name(config, sweep_dir),
-            tags=tags,
-            params={"sweep.overrides": overrides or "(none)", "sweep.params": sweep_params(config)},
-        )
-        os.environ[PARENT_ENV] = run.run_id
-        os.environ[STORE_ENV] = mlflow.get_tracking_uri()
-        print(f"sweep: MLflow parent run {run.run_id} in {tracking.experiment}")
+        os.environ[PARENT_ENV] = start_parent(config, sweep_name(config, sweep_dir), tags)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from pipeline.tracking.runs import Run  # here, not at the top: see the module docstring
-
         parent = parent_run_id()
-        if parent is None:
-            return
-        run = Run(parent)
-        best, children = best_child(parent)
-        summary = {"sweep/children": children}
-        if best is not None:
-            summary["best/dev_accuracy"] = best.data.metrics[SELECTION_METRIC]
-            if "test/accuracy" in best.data.metrics:
-                summary["best/test_accuracy"] = best.data.metrics["test/accuracy"]
-            run.set_tags({"best_run_id": best.info.run_id, "best_run_name": best.info.run_name})
-        run.log_metrics(summary)
-        run.end("FINISHED")
+        if parent is not None and not shared_study(config):  # shared: its last worker ends it
+            finish_parent(parent)
         for name in (PARENT_ENV, STORE_ENV, LAUNCHER_ENV):
             os.environ.pop(name, None)
-        if best is not None:
-            print(
-                f"sweep: best dev accuracy {summary['best/dev_accuracy']:.4f} in run "
-                f"{best.info.run_name} ({best.info.run_id}) of {children}"
-            )
+
+
+def shared_study(config: DictConfig) -> bool:
+    """Whether this sweep's workers share one Optuna study (sweep=optuna_shared)."""
+    return OmegaConf.select(config, "hydra.sweeper._target_") == SHARED_SWEEPER
+
+
+def start_parent(config: DictConfig, name: str, tags: dict[str, str]) -> str:
+    """Start the sweep's parent run in the store the callback opened; return its id."""
+    from pipeline.tracking.runs import Run  # here, not at the top: see the module docstring
+    from pipeline.tracking.store import open_store
+    from pipeline.tracking.tags import KIND_TAG
+
+    tracking = tracking_of(config)
+    overrides = " ".join(config.hydra.overrides.task)
+    tags = {
+        KIND_TAG: "sweep",
+        "sweep.sweeper": str(config.hydra.sweeper._target_),
+        "sweep.launcher": str(config.hydra.launcher._target_),
+        **tags,
+    }
+    run = Run.start(
+        open_store(tracking),
+        name=name,
+        tags=tags,
+        params={"sweep.overrides": overrides or "(none)", "sweep.params": sweep_params(config)},
+    )
+    print(f"sweep: MLflow parent run {run.run_id} in {tracking.experiment}")
+    return run.run_id
+
+
+def finish_parent(parent: str, status: str = "FINISHED", reason: str | None = None) -> None:
+    """Record the best finished child on the parent run and end it with `status` (if it is
+    still RUNNING: in a shared study, two workers may both see the last trial end)."""
+    from pipeline.tracking.runs import Run  # here, not at the top: see the module docstring
+
+    run = Run(parent)
+    if run.client.get_run(parent).info.status != "RUNNING":
+        return
+    best, children = best_child(parent)
+    summary = {"sweep/children": children}
+    if best is not None:
+        summary["best/dev_accuracy"] = best.data.metrics[SELECTION_METRIC]
+        if "test/accuracy" in best.data.metrics:
+            summary["best/test_accuracy"] = best.data.metrics["test/accuracy"]
+        run.set_tags({"best_run_id": best.info.run_id, "best_run_name": best.info.run_name})
+    run.log_metrics(summary)
+    if reason is not None:
+        run.set_tags({"error": reason})
+    run.end(status)
+    if best is not None:
+        print(
+            f"sweep: best dev accuracy {summary['best/dev_accuracy']:.4f} in run "
+            f"{best.info.run_name} ({best.info.run_id}) of {children}"
+        )

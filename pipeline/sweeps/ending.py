@@ -7,7 +7,8 @@ through one of two guards:
                       worker process that died, a failing job: it stops the worker processes
                       (SIGTERM, then SIGKILL after a grace period), ends each child run still
                       RUNNING and the parent KILLED (an interrupt) or FAILED (an error), and
-                      says so in one line.
+                      says so in one line. A worker of a shared study (shared.py) ends only
+                      its own trials, FAILED, and queues them again; the study goes on.
     sweep_job()       wraps each job. An error ends the parent FAILED at once; an interrupt in
                       a joblib worker ends the job's run KILLED and the worker process with it,
                       and a worker whose launcher is gone (SIGKILL, a crash) notices within a
@@ -39,7 +40,13 @@ from pipeline.plumbing.errors import (
     interrupts_deferred,
     on_interrupt,
 )
-from pipeline.sweeps.callback import LAUNCHER_ENV, PARENT_ENV, STORE_ENV, parent_run_id
+from pipeline.sweeps.callback import (
+    LAUNCHER_ENV,
+    PARENT_ENV,
+    STORE_ENV,
+    STUDY_ENV,
+    parent_run_id,
+)
 
 WORKER_GRACE = 10  # seconds a worker gets to end its run after SIGTERM, before SIGKILL
 STOP_DEADLINE = 45  # seconds after Ctrl-C or SIGTERM by which the launcher has ended, whatever
@@ -139,7 +146,11 @@ def end_sweep(status: str, reason: str) -> str:
     with contextlib.suppress(KeyboardInterrupt), interrupts_deferred("the sweep had ended"):
         done.append(f"{stop_workers()} worker process(es) stopped, none left")
         parent = parent_run_id()
-        if parent is not None:
+        if os.environ.get(STUDY_ENV):  # a shared study goes on: settle this worker's part only
+            from pipeline.sweeps.shared import release_own_trials
+
+            done.append(release_own_trials(reason))
+        elif parent is not None:
             done.append(end_runs(parent, status, reason))
         os.environ.pop(LAUNCHER_ENV, None)
     return f"ended {status} ({reason}): " + "; ".join(done)
@@ -214,7 +225,7 @@ def sweep_job(active: bool) -> Iterator[None]:
 
 def end_parent(error: BaseException) -> None:
     parent = parent_run_id()
-    if parent is None:
+    if parent is None or os.environ.get(STUDY_ENV):  # a shared study: its sweeper decides
         return
     import mlflow  # here, not at the top: see callback.py
 

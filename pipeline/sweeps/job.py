@@ -9,6 +9,7 @@ reported, never used to select.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from pipeline.evaluation.reports import evaluate_model, load_model
@@ -22,7 +23,8 @@ from pipeline.plumbing.paths import (
     TrainOutputs,
 )
 from pipeline.plumbing.schema import Config
-from pipeline.sweeps.callback import parent_run_id
+from pipeline.sweeps.callback import STUDY_ENV, WORKER_ENV, parent_run_id
+from pipeline.tracking.tags import SHARED_TRIAL_ENV, STUDY_TAG, TRIAL_TAG, WORKER_TAG
 from pipeline.training.hyperparameters import check_hyperparameters
 from pipeline.training.trainer import load_split, run_training
 
@@ -45,6 +47,7 @@ def run_sweep_job(
         run = training_runs.start_training_run(
             config, resolved_yaml, "sweep-job", job_name, data, parent_id=parent_run_id()
         )
+        run.set_tags(trial_tags())
         training_runs.tag_test_data(run, NORMALISED_TEST)
     with settled(run):
         curves = training_runs.LiveCurves(run) if run is not None else None
@@ -59,3 +62,11 @@ def run_sweep_job(
                 test["images"][:2], register=False,
             )  # fmt: skip
     return metrics, test_metrics
+
+
+def trial_tags() -> dict[str, str]:
+    """In a shared study (sweeps/shared.py): the trial, study and worker this job runs for."""
+    trial = os.environ.get(SHARED_TRIAL_ENV)
+    if trial is None:
+        return {}
+    return {TRIAL_TAG: trial, STUDY_TAG: os.environ[STUDY_ENV], WORKER_TAG: os.environ[WORKER_ENV]}

@@ -1,8 +1,9 @@
 """MLflow runs whose status is always settled: FINISHED, FAILED or KILLED, never RUNNING.
 
 A run ends FINISHED, FAILED (an error; its message in the `error` tag) or KILLED (Ctrl-C or
-SIGTERM). Only SIGKILL or a power cut can leave one RUNNING; `stale_runs` finds and marks those
-whose process is gone (`python -m pipeline.runs stale [--mark]`, `make stale-runs`).
+SIGTERM; in a shared Optuna study, FAILED like its trial, which the study runs again). Only
+SIGKILL or a power cut can leave one RUNNING; `stale_runs` finds and marks those whose process
+is gone (`python -m pipeline.runs stale [--mark]`, `make stale-runs`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mlflow.entities import Metric, Param
 
 from pipeline.plumbing.errors import interrupts_deferred
 from pipeline.tracking.store import store_calls
+from pipeline.tracking.tags import SHARED_TRIAL_ENV, TRIAL_TAG
 
 PARAM_VALUE_LIMIT = 6000  # MLflow's maximum length of a param value
 
@@ -130,6 +132,8 @@ class Run:
 def failure_status(error: BaseException) -> tuple[str, str]:
     """The final status a run gets for `error`, and the message for its `error` tag."""
     if isinstance(error, KeyboardInterrupt):
+        if os.environ.get(SHARED_TRIAL_ENV):  # as its Optuna trial, which the study runs again
+            return "FAILED", f"interrupted ({error or 'Ctrl-C'}); the shared study retries it"
         return "KILLED", f"interrupted ({error or 'Ctrl-C'})"
     return "FAILED", f"{type(error).__name__}: {error}"
 
@@ -181,7 +185,9 @@ def stale_runs(mark: bool = False, experiment_ids: list[str] | None = None) -> l
             found.append(f"{run.info.run_id} {run.info.run_name} (pid {tags['pid']} is gone)")
             if mark:
                 client.set_tag(run.info.run_id, "error", "process ended without closing the run")
-                client.set_terminated(run.info.run_id, "KILLED")
+                # A shared study's trial run ends as its Optuna trial does (sweeps/shared.py).
+                lost = "FAILED" if TRIAL_TAG in tags else "KILLED"
+                client.set_terminated(run.info.run_id, lost)
     return found
 
 

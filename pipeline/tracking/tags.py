@@ -30,6 +30,8 @@ from pipeline.plumbing.compute import in_force
 from pipeline.plumbing.files import file_sha256
 from pipeline.plumbing.paths import ROOT
 
+SHARED_TRIAL_ENV = "PIPELINE_SHARED_TRIAL"  # a job's trial number in a shared study
+TRIAL_TAG, STUDY_TAG, WORKER_TAG = "optuna.trial", "optuna.study", "optuna.worker"  # its run's
 KIND_TAG = "pipeline.kind"  # pipeline (dvc repro / dvc exp run) | sweep | sweep-job | direct
 PATCH_ARTIFACT = "code/uncommitted.patch"
 PACKAGES_ARTIFACT = "environment/packages.txt"

@@ -1,0 +1,95 @@
+"""Where the workers of a shared study meet (shared.py): Optuna's RDB storage with heartbeats,
+a lock one worker holds at a time, and the heartbeat thread of a worker's running trials."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import optuna
+
+from pipeline.plumbing.errors import PipelineError
+
+
+def hidden(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def open_storage(
+    url: Any, heartbeat_interval: int, grace_period: int, on_lost: Callable
+) -> optuna.storages.RDBStorage:
+    if not url:
+        raise PipelineError(
+            "sweep=optuna_shared needs the study's database: set PIPELINE_OPTUNA_STORAGE to a URL "
+            "such as postgresql+psycopg2://USER:PASSWORD@HOST:PORT/optuna (`python -m "
+            "pipeline.server optuna-url` prints the local server's), or, on one machine, "
+            "hydra.sweeper.storage=sqlite:///optuna.db"
+        )
+    url = str(url)
+    if url.split(":", 1)[0].split("+")[0] not in ("postgresql", "sqlite"):
+        raise PipelineError(f"the study's database {hidden(url)} is neither PostgreSQL nor SQLite")
+    from sqlalchemy import create_engine
+
+    try:
+        engine = create_engine(url)
+        with database_lock(engine, "tables"):  # workers starting at once would all create them
+            storage = optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=on_lost,
+            )
+        engine.dispose()
+        return storage
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PipelineError(f"cannot open the study's database {hidden(url)}: {reason}") from None
+
+
+@contextlib.contextmanager
+def database_lock(engine, name: str) -> Iterator[None]:
+    """One worker at a time holds `name`: a PostgreSQL advisory lock (which the server releases
+    if the worker dies), or a file lock beside an SQLite database."""
+    from sqlalchemy import text
+
+    if engine.dialect.name != "postgresql":
+        from filelock import FileLock
+
+        with FileLock(f"{engine.url.database}.lock"):
+            yield
+        return
+    digest = hashlib.sha256(f"pipeline shared study: {name}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            connection.commit()
+
+
+@contextlib.contextmanager
+def heartbeats(storage, trial_ids: list[int], interval: int) -> Iterator[None]:
+    """Record a heartbeat for each trial every `interval` s while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            for trial_id in trial_ids:
+                with contextlib.suppress(Exception):  # a missed beat is retried next time
+                    storage.record_heartbeat(trial_id)
+
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval)

@@ -1,0 +1,81 @@
+"""The team's server for the tests in this folder: a PostgreSQL cluster in a temporary folder
+and `mlflow server` with MLflow's basic-auth app on it, started by `python -m pipeline.server
+start` and stopped by the PIDs it recorded, once for the whole session."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import mlflow
+import psutil
+import pytest
+
+from tests.conftest import REPO, free_port, tool_env
+
+
+class Server:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.env = {
+            **tool_env(),
+            "PIPELINE_SERVER_DIR": str(folder),
+            "PIPELINE_SERVER_PORT": str(self.port),
+            "PIPELINE_SERVER_PG_PORT": str(free_port()),
+        }
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self, *args: str, env: dict | None = None, check: bool = True):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.server", *args], cwd=REPO,
+            env={**self.env, **(env or {})}, capture_output=True, text=True,
+        )  # fmt: skip
+        if check and done.returncode != 0:
+            raise AssertionError(f"server {args} exited {done.returncode}\n{done.stderr}")
+        return done
+
+    def secret(self, name: str) -> str:
+        lines = (self.folder / "secrets.env").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines)[name]
+
+    def pids(self) -> list[int]:
+        found = []
+        for path in (self.folder / "mlflow.pid", self.folder / "postgres/data/postmaster.pid"):
+            if path.is_file():
+                found.append(int(path.read_text().split()[0]))
+        return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture(scope="session")
+def server():
+    # Not under pytest's own temp folder (mode 700): PostgreSQL runs as its own user there.
+    folder = Path(tempfile.mkdtemp(prefix="pipeline-server-"))
+    folder.chmod(0o755)
+    started = Server(folder)
+    started.started = started.command("start").stdout
+    pids = started.pids()
+    assert len(pids) == 2 and all(alive(pid) for pid in pids)
+    yield started
+    started.command("stop")
+    assert not any(alive(pid) for pid in pids)  # both stopped, by the PIDs they recorded
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def client_as(server: Server, user: str, password: str, monkeypatch) -> mlflow.MlflowClient:
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    return mlflow.MlflowClient(server.uri)
