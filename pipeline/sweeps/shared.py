@@ -43,7 +43,7 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (
 )
 from omegaconf import OmegaConf
 from optuna.distributions import _convert_old_distribution_to_new_distribution as current_kind
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from pipeline.plumbing.errors import PipelineError
 from pipeline.sweeps.callback import (
@@ -54,10 +54,10 @@ from pipeline.sweeps.callback import (
     start_parent,
     tracking_of,
 )
+from pipeline.sweeps.lost_trials import PARENT_ATTR, LostTrial, outage
 from pipeline.sweeps.study_storage import database_lock, heartbeats, hidden, open_storage
-from pipeline.tracking.tags import SHARED_TRIAL_ENV, STUDY_TAG, TRIAL_TAG
+from pipeline.tracking.tags import SHARED_TRIAL_ENV, STUDY_TAG
 
-PARENT_ATTR = "mlflow_parent_run_id"  # study user attributes
 SEARCH_ATTR, WORKERS_ATTR, ENDED_ATTR = "search", "workers_joined", "ended"
 ERROR_ATTR, WORKER_ATTR = "error", "worker"  # trial user attributes
 GRID = "optuna.samplers.GridSampler"
@@ -77,6 +77,19 @@ class SharedStudy(OptunaSweeperImpl):
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def sweep(self, arguments: list[str]) -> None:
+        try:
+            self.run_study(arguments)
+        except Exception as error:
+            what = outage(error, self.storage)
+            if what is None:
+                raise
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise PipelineError(
+                f"{what} failed ({reason}); start this worker again once it answers: the study "
+                "resumes where it was"
+            ) from None
+
+    def run_study(self, arguments: list[str]) -> None:
         global _current
         # Hydra's sweeper passes Optuna's pre-3.0 distributions and every TPE option, and the
         # heartbeat API is "experimental": warnings about Optuna's own API, not the user's run.
@@ -282,43 +295,6 @@ def differences(started: str | None, mine: str) -> str:
     return "; ".join(said)
 
 
-class LostTrial:
-    """For a trial whose worker is gone: queue it again (Optuna's retry callback) and end its
-    MLflow run FAILED, as the trial is."""
-
-    def __init__(self, max_retry: int):
-        self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry)
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.retry(study, trial)
-        end_trial_run(
-            study, trial.number, "its worker stopped or was lost; the study runs it again"
-        )
-        print(
-            f"sweep: trial {trial.number} was lost with its worker; queued again", file=sys.stderr
-        )
-
-
-def end_trial_run(study: optuna.Study, number: int, reason: str) -> None:
-    parent = study.user_attrs.get(PARENT_ATTR)
-    if parent is None:
-        return
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    experiment_id = client.get_run(parent).info.experiment_id
-    runs = client.search_runs(
-        [experiment_id],
-        f"tags.mlflow.parentRunId = '{parent}' and tags.`{TRIAL_TAG}` = '{number}' "
-        f"and tags.`{STUDY_TAG}` = '{study.study_name}' and attributes.status = 'RUNNING'",
-    )
-    for run in runs:
-        client.set_tag(run.info.run_id, "error", reason)
-        client.set_terminated(run.info.run_id, "FAILED")
-
-
 def release_own_trials(reason: str) -> str:
     """This worker is stopping (ending.py): fail its running trials, queue them again and end
     their runs FAILED; the study and its parent run go on."""
@@ -327,13 +303,20 @@ def release_own_trials(reason: str) -> str:
         return "no trial of the shared study was running here"
     lost = LostTrial(sweeper.max_retry)
     released = []
-    with sweeper.locked():
-        for trial in sweeper.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial.user_attrs.get(WORKER_ATTR) != sweeper.worker:
-                continue
-            sweeper.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            lost(sweeper.study, sweeper.storage.get_trial(trial._trial_id))
-            released.append(str(trial.number))
+    try:
+        with sweeper.locked():
+            running = sweeper.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            for trial in running:
+                if trial.user_attrs.get(WORKER_ATTR) != sweeper.worker:
+                    continue
+                sweeper.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                lost(sweeper.study, sweeper.storage.get_trial(trial._trial_id))
+                released.append(str(trial.number))
+    except Exception as error:  # the database or store is gone: heartbeats settle it later
+        return (
+            f"this worker's trials could not be released ({type(error).__name__}); the next "
+            f"worker to ask fails them {sweeper.grace_period} s after their last heartbeat"
+        )
     if not released:
         return f"no trial of study {sweeper.study_name} was running here; the study goes on"
     return (

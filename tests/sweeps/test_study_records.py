@@ -1,0 +1,37 @@
+"""The one-line reasons a shared-study worker gives (pipeline/sweeps/shared.py, lost_trials.py):
+how its search differs from the study's, and which service stopped answering."""
+
+from __future__ import annotations
+
+import json
+
+from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import OperationalError
+
+from pipeline.sweeps.lost_trials import outage
+from pipeline.sweeps.shared import differences
+
+
+def search(items: list[str], n_trials: int = 8) -> str:
+    return json.dumps({"search": items, "n_trials": n_trials, "direction": "maximize"})
+
+
+def test_differences_name_each_setting_that_differs_and_no_other():
+    started = search(["train.dropout=interval(0.0, 0.4)", "train.epochs=5"])
+    mine = search(["train.dropout=interval(0.0, 0.4)", "train.epochs=3"], n_trials=16)
+    assert differences(started, mine) == (
+        "n_trials 8 in the study, 16 here; only the study's: train.epochs=5; "
+        "only this worker's: train.epochs=3"
+    )
+    assert differences(started, started) == ""
+    assert differences(None, mine) == "the study was not made by this sweeper"
+
+
+def test_an_outage_names_the_service_without_its_password():
+    url = "postgresql+psycopg2://mlflow:s3cret@127.0.0.1:5433/optuna"
+    database_down = OperationalError("SELECT 1", {}, Exception("connection refused"))
+    assert outage(database_down, url) == (
+        "the study's database postgresql+psycopg2://mlflow:***@127.0.0.1:5433/optuna"
+    )
+    assert outage(MlflowException("API request failed"), url).startswith("the MLflow store ")
+    assert outage(ValueError("a bug"), url) is None  # not an outage: its traceback shows
