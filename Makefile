@@ -103,11 +103,12 @@ server-user: $(RUNTIME_STAMP)  ## an admin adds a login: make server-user NAME=a
 # in $PIPELINE_OPTUNA_STORAGE (else the `optuna` database of `make server`'s PostgreSQL); on
 # other machines, the same `python -m pipeline.train -m sweep=optuna_shared` joins it too.
 WORKERS ?= 2
-shared-sweep: $(RUNTIME_STAMP)  ## distributed Optuna sweep: make shared-sweep WORKERS=2 [ARGS="hydra.sweeper.n_trials=8"]
+SHARED_SWEEP ?= optuna_shared
+shared-sweep: $(RUNTIME_STAMP)  ## distributed Optuna sweep: make shared-sweep WORKERS=2 [SHARED_SWEEP=grid_shared] [ARGS=…]
 	@storage="$$PIPELINE_OPTUNA_STORAGE"; \
 	if [ -z "$$storage" ]; then storage=$$($(BIN)/python -m pipeline.server optuna-url) || exit 1; fi; \
 	pids=""; for worker in $$(seq $(WORKERS)); do \
-		PIPELINE_OPTUNA_STORAGE="$$storage" $(BIN)/python -m pipeline.train -m sweep=optuna_shared $(ARGS) & \
+		PIPELINE_OPTUNA_STORAGE="$$storage" $(BIN)/python -m pipeline.train -m sweep=$(SHARED_SWEEP) $(ARGS) & \
 		pids="$$pids $$!"; \
 	done; \
 	status=0; for pid in $$pids; do wait $$pid || status=1; done; exit $$status

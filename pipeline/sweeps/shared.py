@@ -147,8 +147,8 @@ class SharedStudy(OptunaSweeperImpl):
                 continue
             self.run_trials(asked, distributions, fixed)
 
-    def locked(self):
-        return database_lock(self.storage.engine, f"study {self.study_name}")
+    def locked(self, timeout: float = -1):
+        return database_lock(self.storage.engine, f"study {self.study_name}", timeout)
 
     def join(self, fingerprint: str) -> int:
         """Create the study or join it; return how many workers joined it before this one."""
@@ -304,7 +304,7 @@ def release_own_trials(reason: str) -> str:
     lost = LostTrial(sweeper.max_retry)
     released = []
     try:
-        with sweeper.locked():
+        with sweeper.locked(timeout=10):  # the main thread may hold it, stuck
             running = sweeper.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             for trial in running:
                 if trial.user_attrs.get(WORKER_ATTR) != sweeper.worker:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -52,21 +53,31 @@ def open_storage(
 
 
 @contextlib.contextmanager
-def database_lock(engine, name: str) -> Iterator[None]:
+def database_lock(engine, name: str, timeout: float = -1) -> Iterator[None]:
     """One worker at a time holds `name`: a PostgreSQL advisory lock (which the server releases
-    if the worker dies), or a file lock beside an SQLite database."""
+    if the worker dies), or a file lock beside an SQLite database. With a `timeout` in seconds,
+    TimeoutError if it is not had by then."""
     from sqlalchemy import text
 
     if engine.dialect.name != "postgresql":
         from filelock import FileLock
 
-        with FileLock(f"{engine.url.database}.lock"):
+        with FileLock(f"{engine.url.database}.lock", timeout=timeout):
             yield
         return
     digest = hashlib.sha256(f"pipeline shared study: {name}".encode()).digest()
     key = int.from_bytes(digest[:8], "big", signed=True)
+    deadline = time.monotonic() + timeout
     with engine.connect() as connection:
-        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        if timeout < 0:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        else:
+            while not connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
+            ).scalar():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the lock on {name} was not had within {timeout} s")
+                time.sleep(0.2)
         connection.commit()
         try:
             yield

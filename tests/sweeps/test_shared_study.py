@@ -4,6 +4,7 @@ PostgreSQL is tested in tests/server/test_shared_sweeps.py."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import QUICK, project_with_data, run
+from tests.conftest import QUICK, project_with_data, run, tool_env
 from tests.sweeps.test_sweeps import runs_by_kind
 
 pytestmark = pytest.mark.slow
@@ -72,3 +73,30 @@ def test_a_failing_job_ends_the_study_and_its_parent_failed(project, tmp_path, m
     assert children == []  # the job refused its config before it started a run
     assert parent.info.status == "FAILED"
     assert "1 of its trials failed" in parent.data.tags["error"]
+
+
+def test_two_workers_run_each_point_of_a_grid_once(project, tmp_path, mlflow_store):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = [sys.executable, "-m", "pipeline.train", "-m", "sweep=grid_shared", *QUICK,
+            f"hydra.sweeper.storage={storage}"]  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            args,
+            cwd=project,
+            env=tool_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for worker in workers:
+        output, _ = worker.communicate(timeout=600)
+        assert worker.returncode == 0, output
+    study = optuna.load_study(study_name="mnist-grid-shared", storage=storage)
+    points = sorted((t.params["optimizer"], t.params["train.dropout"]) for t in study.trials)
+    assert points == [("adam", 0.1), ("adam", 0.3), ("nesterov", 0.1), ("nesterov", 0.3)]
+    assert all(trial.state == TrialState.COMPLETE for trial in study.trials)
+    (parent,), children = runs_by_kind(mlflow_store)
+    assert parent.info.status == "FINISHED" and len(children) == 4
+    assert sorted(c.data.params["train.dropout"] for c in children) == ["0.1", "0.1", "0.3", "0.3"]
