@@ -26,8 +26,8 @@ USAGE = "usage: python -m pipeline.runs stale [--mark] | promote VERSION_OR_RUN_
 
 def stale(mark: bool) -> None:
     found = stale_runs(mark)
-    for line in found:
-        print(("marked KILLED: " if mark else "stale: ") + line)
+    for status, line in found:
+        print((f"marked {status}: " if mark else "stale: ") + line)
     if not found:
         print(f"no stale RUNNING runs in {mlflow.get_tracking_uri()}")
     elif not mark:

@@ -181,14 +181,15 @@ def local_url(database: str, password: str) -> str:
 def start() -> None:
     folder = server_dir()
     keys = load_secrets(folder)
+    store = os.environ.get("PIPELINE_SERVER_DATABASE_URL")
+    if not store:  # also when MLflow runs on: its database may have been stopped alone
+        start_postgres(folder, keys["PIPELINE_SERVER_PG_PASSWORD"])
     if mlflow_pid(folder) is not None:
         print(f"server: already running at {uri()} (pid {mlflow_pid(folder)})")
         return
-    store = os.environ.get("PIPELINE_SERVER_DATABASE_URL")
     if store:
         auth = setting("PIPELINE_SERVER_AUTH_DATABASE_URL", f"sqlite:///{folder / 'auth.db'}")
     else:
-        start_postgres(folder, keys["PIPELINE_SERVER_PG_PASSWORD"])
         store = local_url("mlflow", keys["PIPELINE_SERVER_PG_PASSWORD"])
         auth = local_url("mlflow_auth", keys["PIPELINE_SERVER_PG_PASSWORD"])
     artifacts = setting("PIPELINE_SERVER_ARTIFACTS", str(folder / "artifacts"))

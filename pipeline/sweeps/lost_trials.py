@@ -57,16 +57,21 @@ def end_trial_run(study: optuna.Study, number: int, reason: str) -> None:
 
 
 def outage(error: Exception, storage) -> str | None:
-    """What failed, if `error` is the study's database or the MLflow store not answering."""
+    """`<what> failed (<why>)`, if `error` is the study's database or the MLflow store not
+    answering; None for any other error."""
     from mlflow.exceptions import MlflowException
     from requests.exceptions import RequestException
     from sqlalchemy.exc import SQLAlchemyError
 
+    if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__:
+        error = error.__cause__  # Optuna's wrapper says less than the database's own error
     if isinstance(error, SQLAlchemyError):
-        url = getattr(storage, "url", storage)
-        return f"the study's database {hidden(str(url))}"
-    if isinstance(error, (MlflowException, RequestException)):
+        what = f"the study's database {hidden(str(getattr(storage, 'url', storage)))}"
+    elif isinstance(error, (MlflowException, RequestException)):
         import mlflow
 
-        return f"the MLflow store {mlflow.get_tracking_uri()}"
-    return None
+        what = f"the MLflow store {mlflow.get_tracking_uri()}"
+    else:
+        return None
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"{what} failed ({reason})"

@@ -80,13 +80,11 @@ class SharedStudy(OptunaSweeperImpl):
         try:
             self.run_study(arguments)
         except Exception as error:
-            what = outage(error, self.storage)
-            if what is None:
+            failed = outage(error, self.storage)
+            if failed is None:
                 raise
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise PipelineError(
-                f"{what} failed ({reason}); start this worker again once it answers: the study "
-                "resumes where it was"
+                f"{failed}; start this worker again once it answers: the study resumes where it was"
             ) from None
 
     def run_study(self, arguments: list[str]) -> None:

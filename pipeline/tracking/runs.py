@@ -165,9 +165,12 @@ def end_quietly(run: Run, status: str, message: str) -> None:
         run.end(status)
 
 
-def stale_runs(mark: bool = False, experiment_ids: list[str] | None = None) -> list[str]:
+def stale_runs(
+    mark: bool = False, experiment_ids: list[str] | None = None
+) -> list[tuple[str, str]]:
     """Runs RUNNING in the store (in `experiment_ids`, else in all) whose process, on this
-    host, no longer exists; with `mark`, end them KILLED."""
+    host, no longer exists, each as (the status it gets, a line naming it); with `mark`, end
+    them so: KILLED, or FAILED for a shared study's trial, as its Optuna trial ends."""
     client = mlflow.MlflowClient()
     host = socket.gethostname()
     found = []
@@ -182,11 +185,12 @@ def stale_runs(mark: bool = False, experiment_ids: list[str] | None = None) -> l
                 continue
             if pid_alive(int(tags["pid"])):
                 continue
-            found.append(f"{run.info.run_id} {run.info.run_name} (pid {tags['pid']} is gone)")
+            lost = "FAILED" if TRIAL_TAG in tags else "KILLED"
+            found.append(
+                (lost, f"{run.info.run_id} {run.info.run_name} (pid {tags['pid']} is gone)")
+            )
             if mark:
                 client.set_tag(run.info.run_id, "error", "process ended without closing the run")
-                # A shared study's trial run ends as its Optuna trial does (sweeps/shared.py).
-                lost = "FAILED" if TRIAL_TAG in tags else "KILLED"
                 client.set_terminated(run.info.run_id, lost)
     return found
 

@@ -58,8 +58,8 @@ def start_training_run(
     """Open the store (failing now, before training, if it cannot be used) and start a run
     that records all `python -m pipeline.reproduce` needs to make it again."""
     experiment_id = open_store(config.tracking)
-    for abandoned in stale_runs(mark=True, experiment_ids=[experiment_id]):
-        print(f"train: marked KILLED, its process having ended: {abandoned}", file=sys.stderr)
+    for status, abandoned in stale_runs(mark=True, experiment_ids=[experiment_id]):
+        print(f"train: marked {status}, its process having ended: {abandoned}", file=sys.stderr)
     packages = installed_packages()
     digests = {role: file_md5(path) for role, path in data_files.items()}
     tags = run_tags(kind, config.seed, digests, config.compute.name, packages)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from mlflow.exceptions import MlflowException
+from optuna.exceptions import StorageInternalError
 from sqlalchemy.exc import OperationalError
 
 from pipeline.sweeps.lost_trials import outage
@@ -31,7 +32,12 @@ def test_an_outage_names_the_service_without_its_password():
     url = "postgresql+psycopg2://mlflow:s3cret@127.0.0.1:5433/optuna"
     database_down = OperationalError("SELECT 1", {}, Exception("connection refused"))
     assert outage(database_down, url) == (
-        "the study's database postgresql+psycopg2://mlflow:***@127.0.0.1:5433/optuna"
+        "the study's database postgresql+psycopg2://mlflow:***@127.0.0.1:5433/optuna failed "
+        "((builtins.Exception) connection refused)"
     )
+    try:  # as Optuna's storage raises it: its own error, the database's as the cause
+        raise StorageInternalError("An exception is raised during the commit.") from database_down
+    except StorageInternalError as wrapped:
+        assert outage(wrapped, url) == outage(database_down, url)
     assert outage(MlflowException("API request failed"), url).startswith("the MLflow store ")
     assert outage(ValueError("a bug"), url) is None  # not an outage: its traceback shows

@@ -43,12 +43,22 @@ def test_stale_runs_of_dead_processes_are_found_and_marked(mlflow_store):
     orphan = Run.start(experiment, "orphan", {"host": host, "pid": str(ended.pid)})
     alive = Run.start(experiment, "alive", {"host": host, "pid": "1"})
     elsewhere = Run.start(experiment, "other host", {"host": "elsewhere", "pid": str(ended.pid)})
-    (listed,) = stale_runs(mark=False)
-    assert orphan.run_id in listed and f"pid {ended.pid} is gone" in listed
+    trial = Run.start(
+        experiment, "a shared study's trial",
+        {"host": host, "pid": str(ended.pid), "optuna.trial": "3"},
+    )  # fmt: skip
+    listed = dict((line.split()[0], (status, line)) for status, line in stale_runs(mark=False))
+    assert set(listed) == {orphan.run_id, trial.run_id}
+    assert (
+        listed[orphan.run_id][0] == "KILLED"
+        and f"pid {ended.pid} is gone" in listed[orphan.run_id][1]
+    )
+    assert listed[trial.run_id][0] == "FAILED"  # as its Optuna trial ends
     client = mlflow.MlflowClient()
     assert client.get_run(orphan.run_id).info.status == "RUNNING"  # listing changes nothing
     stale_runs(mark=True)
     assert client.get_run(orphan.run_id).info.status == "KILLED"
+    assert client.get_run(trial.run_id).info.status == "FAILED"
     assert client.get_run(alive.run_id).info.status == "RUNNING"  # pid 1 is alive
     assert client.get_run(elsewhere.run_id).info.status == "RUNNING"  # not ours to judge
 
