@@ -71,13 +71,18 @@ def test_pipeline_runs_as_an_edit_user_and_a_read_user_is_refused_writes(
     for what, call in (
         ("create a run", lambda: viewer.create_run(experiment.experiment_id)),
         ("log a metric", lambda: viewer.log_metric(trained.info.run_id, "x", 1.0)),
+        ("tag a run", lambda: viewer.set_tag(trained.info.run_id, "x", "y")),
+        ("end a run", lambda: viewer.set_terminated(trained.info.run_id, "KILLED")),
+        ("delete a run", lambda: viewer.delete_run(trained.info.run_id)),
         ("move the alias", lambda: viewer.set_registered_model_alias(
             "mnist-mlp", "pipeline", version.version)),
     ):  # fmt: skip
         with pytest.raises(MlflowException, match="403") as error:
             call()
         refused.append((what, str(error.value).splitlines()[0][:80]))
-    assert len(refused) == 3
+    assert len(refused) == 6
+    seen = admin.get_run(trained.info.run_id)  # and the run is as it was
+    assert seen.info.status == "FINISHED" and "x" not in seen.data.tags
 
 
 def test_local_runs_are_copied_whole_into_the_server_once(server, tmp_path, monkeypatch):
