@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from pipeline.tracking.store import store_calls
 from pipeline.tracking.tags import SHARED_TRIAL_ENV, TRIAL_TAG
 
 PARAM_VALUE_LIMIT = 6000  # MLflow's maximum length of a param value
+DUPLICATE_KEY = re.compile(r"UniqueViolation|duplicate key value|UNIQUE constraint failed")
+DUPLICATE_TRIES = 4  # a row another run was inserting at the same moment is there by then
 
 
 def as_param(value) -> str:
@@ -106,10 +109,22 @@ class Run:
     @whole
     def log_datasets(self, files: dict[str, Path], digests: dict[str, str]) -> None:
         """Each data file as a dataset input (the UI's Dataset column): its role as the name,
-        DVC's md5 of it as the digest."""
+        DVC's md5 of it as the digest. Runs that log the same new dataset at once race in
+        MLflow's store, which refuses the loser's row as a duplicate key: it tries again, and
+        finds the row."""
+        from mlflow.exceptions import MlflowException
+
         from pipeline.tracking.tags import dataset_inputs
 
-        self.client.log_inputs(self.run_id, datasets=dataset_inputs(files, digests))
+        inputs = dataset_inputs(files, digests)
+        for attempt in range(DUPLICATE_TRIES):
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except MlflowException as error:
+                if attempt + 1 == DUPLICATE_TRIES or not DUPLICATE_KEY.search(str(error)):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     @whole
     def log_artifact(self, path: Path, directory: str | None = None) -> None:

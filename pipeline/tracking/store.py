@@ -154,7 +154,10 @@ def reach_store(uri: str, experiment_name: str) -> str:
         client = mlflow.MlflowClient(uri)
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None:
-            location = mlflow_artifacts().as_uri()
+            # A local store keeps artifacts beside it; a server chooses (it serves them to all).
+            location = (
+                None if uri.startswith(("http://", "https://")) else mlflow_artifacts().as_uri()
+            )
             try:
                 return client.create_experiment(experiment_name, artifact_location=location)
             except MlflowException:  # created meanwhile by a parallel job

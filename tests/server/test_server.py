@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import mlflow
@@ -136,3 +137,37 @@ def test_local_runs_are_copied_whole_into_the_server_once(server, tmp_path, monk
     refused = subprocess.run(args, cwd=REPO, env=viewer_env, capture_output=True, text=True)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "runs: error: copying to" in refused.stderr and "403" in refused.stderr
+
+
+def test_runs_logging_one_new_dataset_at_once_each_get_it(server, tmp_path, monkeypatch):
+    """Workers of one sweep log the same new dataset at the same moment; the server's database
+    refuses all but one insert as a duplicate key, and each loser must still get its input."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.plumbing.schema import TrackingConfig
+    from pipeline.tracking.runs import Run
+    from pipeline.tracking.store import open_store
+
+    client_as(server, "admin", server.secret("MLFLOW_AUTH_ADMIN_PASSWORD"), monkeypatch)
+    before = mlflow.get_tracking_uri()
+    try:
+        experiment_id = open_store(TrackingConfig(uri=server.uri, experiment="dataset-race"))
+        # Created by a client, its artifacts still go through the server, not to this disk.
+        location = mlflow.MlflowClient().get_experiment(experiment_id).artifact_location
+        assert location.startswith("mlflow-artifacts:"), location
+        data = tmp_path / "train.npz"
+        data.write_bytes(b"the same file for every run")
+        runs = [Run.start(experiment_id, name=f"run {n}") for n in range(8)]
+        together = threading.Barrier(len(runs))
+
+        def log(run: Run) -> None:
+            together.wait()
+            run.log_datasets({"train": data}, {"train": "d" * 32})
+
+        with ThreadPoolExecutor(len(runs)) as pool:
+            list(pool.map(log, runs))  # re-raises a run's error, if any
+        for run in runs:
+            inputs = mlflow.MlflowClient().get_run(run.run_id).inputs.dataset_inputs
+            assert [(i.dataset.name, i.dataset.digest) for i in inputs] == [("train", "d" * 32)]
+    finally:
+        mlflow.set_tracking_uri(before)
