@@ -35,7 +35,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.errors import PipelineError, without_password
 from pipeline.plumbing.files import write_text
 from pipeline.plumbing.paths import project_root
 
@@ -213,16 +213,8 @@ def start() -> None:
         )
     write_text(folder / "mlflow.pid", f"{process.pid}\n")
     wait_healthy(process, folder / "mlflow.log")
-    print(f"server: MLflow at {uri()} (pid {process.pid}); runs in {hidden(store)}")
+    print(f"server: MLflow at {uri()} (pid {process.pid}); runs in {without_password(store)}")
     print(f"server: log in as {ADMIN} with MLFLOW_AUTH_ADMIN_PASSWORD from {folder}/secrets.env")
-
-
-def hidden(url: str) -> str:
-    """A database URL without its password, to print."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://{rest.split(':', 1)[0]}:***@{rest.split('@', 1)[1]}"
 
 
 def wait_healthy(process: subprocess.Popen, log: Path, timeout: float = 90) -> None:

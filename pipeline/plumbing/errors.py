@@ -24,6 +24,13 @@ class PipelineError(Exception):
     """Bad input or state that the user can fix; the message says what and how."""
 
 
+def without_password(url: str) -> str:
+    """A database URL as a message may show it: its password as ***."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 OUTPUTS_REPLACED = "its new outputs were in place"  # the step of `move_together`
 _deferral = {"depth": 0, "pending": None}  # steps in progress, and the signal held meanwhile
 

@@ -13,7 +13,7 @@ import warnings
 import optuna
 from optuna.trial import FrozenTrial
 
-from pipeline.sweeps.study_storage import hidden
+from pipeline.plumbing.errors import without_password
 from pipeline.tracking.tags import STUDY_TAG, TRIAL_TAG
 
 PARENT_ATTR = "mlflow_parent_run_id"  # the study's user attribute: its MLflow parent run
@@ -66,7 +66,7 @@ def outage(error: Exception, storage) -> str | None:
     if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__:
         error = error.__cause__  # Optuna's wrapper says less than the database's own error
     if isinstance(error, SQLAlchemyError):
-        what = f"the study's database {hidden(str(getattr(storage, 'url', storage)))}"
+        what = f"the study's database {without_password(str(getattr(storage, 'url', storage)))}"
     elif isinstance(error, (MlflowException, RequestException)):
         import mlflow
 

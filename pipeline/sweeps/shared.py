@@ -45,7 +45,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import _convert_old_distribution_to_new_distribution as current_kind
 from optuna.trial import TrialState
 
-from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.errors import PipelineError, without_password
 from pipeline.sweeps.callback import (
     PARENT_ENV,
     STUDY_ENV,
@@ -55,7 +55,7 @@ from pipeline.sweeps.callback import (
     tracking_of,
 )
 from pipeline.sweeps.lost_trials import PARENT_ATTR, LostTrial, outage
-from pipeline.sweeps.study_storage import database_lock, heartbeats, hidden, open_storage
+from pipeline.sweeps.study_storage import database_lock, heartbeats, open_storage
 from pipeline.tracking.tags import SHARED_TRIAL_ENV, STUDY_TAG
 
 SEARCH_ATTR, WORKERS_ATTR, ENDED_ATTR = "search", "workers_joined", "ended"
@@ -129,7 +129,7 @@ class SharedStudy(OptunaSweeperImpl):
         if parent is not None:
             os.environ[PARENT_ENV] = parent
         print(f"sweep: worker {number + 1} ({self.worker}) of study {self.study_name} in "
-              f"{hidden(self.storage.url)}, {self.n_trials} trials in all")  # fmt: skip
+              f"{without_password(self.storage.url)}, {self.n_trials} trials in all")  # fmt: skip
         waiting_said = False
         while True:
             with self.locked():
@@ -178,7 +178,8 @@ class SharedStudy(OptunaSweeperImpl):
 
         parent = self.study.user_attrs.get(PARENT_ATTR)
         if parent is None:
-            tags = {STUDY_TAG: self.study_name, "optuna.storage": hidden(self.storage.url)}
+            storage = without_password(self.storage.url)
+            tags = {STUDY_TAG: self.study_name, "optuna.storage": storage}
             preset = OmegaConf.select(self.config, "hydra.runtime.choices.sweep") or "shared"
             parent = start_parent(self.config, f"sweep {preset} {self.study_name}", tags)
             self.study.set_user_attr(PARENT_ATTR, parent)
@@ -213,7 +214,7 @@ class SharedStudy(OptunaSweeperImpl):
         if errors > self.max_failure_rate * self.n_trials:
             reason = (f"{errors} of its trials failed (max_failure_rate={self.max_failure_rate} "
                       f"of {self.n_trials} trials)")  # fmt: skip
-            self.end_study(f"FAILED: {reason}")
+            self.end_study("FAILED", reason)
             raise PipelineError(f"study {self.study_name} ended FAILED: {reason}")
         free = self.n_trials - complete - errors - running
         if free <= 0 and running == 0:
@@ -258,13 +259,13 @@ class SharedStudy(OptunaSweeperImpl):
             if "Study.stop" not in str(error):
                 raise
 
-    def end_study(self, status: str) -> None:
-        self.study.set_user_attr(ENDED_ATTR, status)
+    def end_study(self, status: str, reason: str | None = None) -> None:
+        ended = f"{status}: {reason}" if reason else status
+        self.study.set_user_attr(ENDED_ATTR, ended)
         parent = os.environ.get(PARENT_ENV)
         if parent:
-            reason = status.partition(": ")[2] or None
-            finish_parent(parent, status.partition(":")[0], reason)
-        print(f"sweep: study {self.study_name} ended {status}")
+            finish_parent(parent, status, reason)
+        print(f"sweep: study {self.study_name} ended {ended}")
 
     def make_sampler(self, worker_number: int, grid: dict | None):
         settings = OmegaConf.to_container(self.sampler_config, resolve=True)
@@ -299,7 +300,7 @@ def release_own_trials(reason: str) -> str:
     sweeper = _current
     if sweeper is None:
         return "no trial of the shared study was running here"
-    lost = LostTrial(sweeper.max_retry)
+    lost = sweeper.storage.get_heartbeat_stale_trial_callback()  # as for a silent trial
     released = []
     try:
         with sweeper.locked(timeout=10):  # the main thread may hold it, stuck

@@ -12,13 +12,7 @@ from typing import Any
 
 import optuna
 
-from pipeline.plumbing.errors import PipelineError
-
-
-def hidden(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+from pipeline.plumbing.errors import PipelineError, without_password
 
 
 def open_storage(
@@ -32,8 +26,9 @@ def open_storage(
             "hydra.sweeper.storage=sqlite:///optuna.db"
         )
     url = str(url)
+    shown = without_password(url)
     if url.split(":", 1)[0].split("+")[0] not in ("postgresql", "sqlite"):
-        raise PipelineError(f"the study's database {hidden(url)} is neither PostgreSQL nor SQLite")
+        raise PipelineError(f"the study's database {shown} is neither PostgreSQL nor SQLite")
     from sqlalchemy import create_engine
 
     try:
@@ -49,7 +44,7 @@ def open_storage(
         return storage
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PipelineError(f"cannot open the study's database {hidden(url)}: {reason}") from None
+        raise PipelineError(f"cannot open the study's database {shown}: {reason}") from None
 
 
 @contextlib.contextmanager

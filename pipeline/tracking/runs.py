@@ -109,22 +109,10 @@ class Run:
     @whole
     def log_datasets(self, files: dict[str, Path], digests: dict[str, str]) -> None:
         """Each data file as a dataset input (the UI's Dataset column): its role as the name,
-        DVC's md5 of it as the digest. Runs that log the same new dataset at once race in
-        MLflow's store, which refuses the loser's row as a duplicate key: it tries again, and
-        finds the row."""
-        from mlflow.exceptions import MlflowException
-
+        DVC's md5 of it as the digest."""
         from pipeline.tracking.tags import dataset_inputs
 
-        inputs = dataset_inputs(files, digests)
-        for attempt in range(DUPLICATE_TRIES):
-            try:
-                self.client.log_inputs(self.run_id, datasets=inputs)
-                return
-            except MlflowException as error:
-                if attempt + 1 == DUPLICATE_TRIES or not DUPLICATE_KEY.search(str(error)):
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        log_inputs(self.client, self.run_id, dataset_inputs(files, digests))
 
     @whole
     def log_artifact(self, path: Path, directory: str | None = None) -> None:
@@ -142,6 +130,22 @@ class Run:
     @whole
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
+
+
+def log_inputs(client, run_id: str, inputs: list) -> None:
+    """`client.log_inputs`, safe for runs that log the same new dataset at once: MLflow's
+    store refuses all but one insert of its row as a duplicate key, and a loser that tries
+    again finds the row."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(DUPLICATE_TRIES):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as error:
+            if attempt + 1 == DUPLICATE_TRIES or not DUPLICATE_KEY.search(str(error)):
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def failure_status(error: BaseException) -> tuple[str, str]:

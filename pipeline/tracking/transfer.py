@@ -16,6 +16,8 @@ from collections.abc import Callable
 import mlflow
 from mlflow.entities import Metric, Param
 
+from pipeline.tracking.runs import log_inputs
+
 COPIED_FROM = "copied_from"
 PARENT_TAG = "mlflow.parentRunId"
 BATCH = 1000  # metrics per request (MLflow's limit); params go by 100
@@ -80,7 +82,7 @@ def copy_run(source, target, run, experiment_id: str, tags: dict[str, str], name
     for start in range(0, len(history), BATCH):
         target.log_batch(run_id, metrics=history[start : start + BATCH])
     if run.inputs and run.inputs.dataset_inputs:
-        target.log_inputs(run_id, datasets=list(run.inputs.dataset_inputs))
+        log_inputs(target, run_id, list(run.inputs.dataset_inputs))
     with tempfile.TemporaryDirectory() as scratch:
         if source.list_artifacts(run.info.run_id):
             local = source.download_artifacts(run.info.run_id, "", scratch)
