@@ -108,7 +108,7 @@ shared-sweep: $(RUNTIME_STAMP)  ## distributed Optuna sweep: make shared-sweep W
 	@storage="$$PIPELINE_OPTUNA_STORAGE"; \
 	if [ -z "$$storage" ]; then storage=$$($(BIN)/python -m pipeline.server optuna-url) || exit 1; fi; \
 	pids=""; for worker in $$(seq $(WORKERS)); do \
-		PIPELINE_OPTUNA_STORAGE="$$storage" $(BIN)/python -m pipeline.train -m sweep=$(SHARED_SWEEP) $(ARGS) & \
+		PIPELINE_OPTUNA_STORAGE="$$storage" PIPELINE_PARALLEL_JOBS=$(WORKERS) $(BIN)/python -m pipeline.train -m sweep=$(SHARED_SWEEP) $(ARGS) & \
 		pids="$$pids $$!"; \
 	done; \
 	status=0; for pid in $$pids; do wait $$pid || status=1; done; exit $$status

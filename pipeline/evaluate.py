@@ -25,7 +25,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.evaluation.reports import evaluate_model, load_model
-from pipeline.plumbing.compute import pin
+from pipeline.nn import set_lanes
+from pipeline.plumbing.compute import lanes_for, pin
 from pipeline.plumbing.config import run_by_dvc, stage_config
 from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import stage_errors
@@ -75,6 +76,7 @@ def main(cfg: DictConfig) -> None:
     with stage_errors("evaluate"):
         config = stage_config(cfg)
         pin(config.compute, "evaluate")  # may restart this process: before any work
+        set_lanes(lanes_for(config.compute))  # scoring shares its products over the cores
         metrics = evaluate_in_project(config, OmegaConf.to_yaml(cfg, resolve=True))
         print(
             f"evaluate: test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, "

@@ -5,6 +5,7 @@ activations.py     ReLU, leaky ReLU, tanh, sigmoid and their derivatives
 initialisation.py  He, Xavier and the notes' U(-0.5, 0.5) initial weights
 loss.py            softmax cross-entropy fused with its gradient dZ = A - Y
 model.py           the multilayer perceptron: one forward pass, backprop, inference
+lanes.py           large products and updates shared over the cores, with the same bits
 serialization.py   a network as plain named arrays (saved without pickle)
 optimizers.py      gradient descent, SGD with momentum/Nesterov, Adam/AdamW
 schedules.py       learning rate per epoch: constant, step, cosine
@@ -15,6 +16,7 @@ fitting.py         the training loop: mini-batches, dropout, early stopping, div
 from pipeline.nn.activations import ACTIVATIONS
 from pipeline.nn.fitting import EpochRecord, FitResult, TrainingDiverged, fit, loss_and_accuracy
 from pipeline.nn.initialisation import INITS
+from pipeline.nn.lanes import set_lanes
 from pipeline.nn.model import MLP
 from pipeline.nn.optimizers import OPTIMIZERS, make_optimizer
 from pipeline.nn.schedules import SCHEDULES, make_schedule
@@ -36,4 +38,5 @@ __all__ = [
     "make_schedule",
     "model_from_arrays",
     "model_to_arrays",
+    "set_lanes",
 ]

@@ -31,6 +31,7 @@ import numpy as np
 
 from pipeline.nn.activations import ACTIVATIONS
 from pipeline.nn.initialisation import init_layer
+from pipeline.nn.lanes import matmul
 from pipeline.nn.loss import softmax_cross_entropy, softmax_rows
 
 
@@ -95,7 +96,7 @@ class MLP:
         last = len(self.weights) - 1
         for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             inputs.append(a)
-            z = w @ a
+            z = matmul(w, a)
             z += b
             if layer == last:
                 break
@@ -115,11 +116,11 @@ class MLP:
         grads = []
         for layer in range(len(self.weights) - 1, -1, -1):
             grads[:0] = [
-                dz @ passed.inputs[layer].T,
+                matmul(dz, passed.inputs[layer].T),
                 dz @ ones,
             ]  # dW = (1/m)·dZ·Aᵀ, db = (1/m)·Σ dZ
             if layer:
-                da = self.weights[layer].T @ dz
+                da = matmul(self.weights[layer].T, dz)
                 if passed.masks:
                     da *= passed.masks[layer - 1]
                 dz = g_backward(passed.activations[layer - 1], da)  # dZ = Wᵀ·dZ ⊙ g'(Z)

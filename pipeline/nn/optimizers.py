@@ -23,8 +23,12 @@ on this project's 2-core machine:
 from __future__ import annotations
 
 import math
+import threading
+from functools import partial
 
 import numpy as np
+
+from pipeline.nn.lanes import share
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 BLOCK_ELEMENTS = 1 << 16  # per array and block: 256 KiB of float32, a few arrays fit in L2
@@ -52,29 +56,38 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.steps = 0
         self.state = [[np.zeros_like(p) for _ in range(self.state_buffers)] for p in params]
-        # One block's worth of scratch, shared by every block: it stays in cache.
-        largest = max((block_rows(p) * p[0].size for p in params), default=0)
-        self.scratch = np.empty(largest, dtype=params[0].dtype if params else np.float32)
+        # One block's worth of scratch per thread, shared by every block it updates: it stays
+        # in that core's cache.
+        self.scratch_size = max((block_rows(p) * p[0].size for p in params), default=0)
+        self.scratch_dtype = params[0].dtype if params else np.float32
+        self.scratches = threading.local()
 
     def step(self, grads: list[np.ndarray]) -> None:
         """Apply one update from `grads` (the gradients of `params`; they are overwritten)."""
         self.steps += 1
         self.prepare()
         flush = self.steps % FLUSH_EVERY == 0
+        tasks = []
         for index, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
             decay = self.weight_decay if index % 2 == 0 else 0.0  # even indices: weights
-            state = self.state[index]
             rows = block_rows(param)
             for start in range(0, len(param), rows):
                 block = slice(start, start + rows)
-                state_block = [s[block] for s in state]
-                self.update(param[block], grad[block], state_block, decay)
-                if flush:
-                    for array in state_block:
-                        flush_subnormals(array)
+                tasks.append(partial(self.update_block, index, block, grad, decay, flush))
+        share(tasks)
+
+    def update_block(self, index: int, block: slice, grad, decay: float, flush: bool) -> None:
+        state_block = [s[block] for s in self.state[index]]
+        self.update(self.params[index][block], grad[block], state_block, decay)
+        if flush:
+            for array in state_block:
+                flush_subnormals(array)
 
     def scratch_like(self, array: np.ndarray) -> np.ndarray:
-        return self.scratch[: array.size].reshape(array.shape)
+        scratch = getattr(self.scratches, "array", None)
+        if scratch is None:
+            scratch = self.scratches.array = np.empty(self.scratch_size, self.scratch_dtype)
+        return scratch[: array.size].reshape(array.shape)
 
     def prepare(self) -> None:
         """Per-step quantities shared by all parameters."""

@@ -7,7 +7,10 @@ share the product; numpy's own loops differ between its AVX2 and AVX-512 version
 
     portable_bits   OpenBLAS's Haswell kernels, 1 thread, numpy's loops up to AVX2 (X86_V3):
                     the same bits on every x86-64 CPU with AVX2 and FMA, Intel or AMD (the
-                    default; benchmarks/determinism.py measures what it costs)
+                    default; benchmarks/determinism.py measures what it costs). The cores are
+                    used all the same: the network's products are shared out by rows over
+                    `lanes` threads, each on one BLAS thread, a division that gives the bits
+                    of the one-thread product whatever the count (pipeline/nn/lanes.py)
     native_speed    whatever the library picks for this CPU, on every core: faster, but the
                     bits then differ from one machine to another
 
@@ -31,6 +34,7 @@ KERNEL_ENV = "OPENBLAS_CORETYPE"
 THREADS_ENV = "OPENBLAS_NUM_THREADS"
 NUMPY_SIMD_ENV = "NPY_DISABLE_CPU_FEATURES"
 RESTARTED_ENV = "PIPELINE_COMPUTE_RESTARTED"  # set by the restart, so it can never loop
+PARALLEL_JOBS_ENV = "PIPELINE_PARALLEL_JOBS"  # set by a sweep: its jobs that run at once
 # numpy 2's dispatch targets, lowest first; capping at one disables those above it.
 NUMPY_TARGETS = ("X86_V2", "X86_V3", "X86_V4", "AVX512_ICL", "AVX512_SPR")
 # What a CPU must have for OpenBLAS's Haswell kernels (numpy's names for the features).
@@ -47,6 +51,8 @@ def check_settings(compute) -> None:
             f"compute.numpy_max_simd={compute.numpy_max_simd} must be one of "
             f"{', '.join(NUMPY_TARGETS[:3])} or null"
         )
+    if compute.lanes is not None and compute.lanes < 1:
+        problems.append(f"compute.lanes={compute.lanes} must be >= 1 or null")
     if compute.blas_kernel is not None and not compute.blas_kernel.isalnum():
         problems.append(f"compute.blas_kernel={compute.blas_kernel!r} is not an OpenBLAS core name")
     if problems:
@@ -119,6 +125,24 @@ def check_in_force(compute, stage: str) -> dict[str, str]:
             "one sweep per compute preset"
         )
     return in_force(compute.name)
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (`taskset` narrows them), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def lanes_for(compute) -> int:
+    """Threads that share each large matrix product (pipeline/nn/lanes.py): `compute.lanes`,
+    else the usable cores, divided among the sweep jobs that run beside this one. The count
+    changes the speed only, never the bits."""
+    if compute.lanes is not None:
+        return compute.lanes
+    jobs = os.environ.get(PARALLEL_JOBS_ENV, "1")
+    return max(1, usable_cores() // max(1, int(jobs) if jobs.isdigit() else 1))
 
 
 @cache

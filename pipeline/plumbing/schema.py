@@ -94,6 +94,7 @@ class ComputeConfig:
     blas_kernel: str | None = MISSING  # OPENBLAS_CORETYPE, e.g. Haswell; None: left as is
     blas_threads: int | None = MISSING  # OPENBLAS_NUM_THREADS; None: left as is
     numpy_max_simd: str | None = MISSING  # X86_V2 | X86_V3 | X86_V4; None: all the CPU has
+    lanes: int | None = None  # threads sharing each large product; None: the usable cores
 
 
 @dataclass

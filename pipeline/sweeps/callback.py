@@ -32,7 +32,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.plumbing.compute import pin
+from pipeline.plumbing.compute import PARALLEL_JOBS_ENV, pin
 from pipeline.plumbing.schema import TrackingConfig
 
 PARENT_ENV = "PIPELINE_SWEEP_PARENT_RUN_ID"
@@ -94,6 +94,11 @@ class SweepRuns(Callback):
         # Before any job: joblib's workers inherit the settings (and so compute alike).
         pin(config.compute, "sweep")  # may restart this process with them
         os.environ[LAUNCHER_ENV] = str(os.getpid())
+        # Jobs running at once share the cores: each job's products get its share of lanes.
+        jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
+        if PARALLEL_JOBS_ENV not in os.environ:  # else set for workers beside this launcher
+            os.environ[PARALLEL_JOBS_ENV] = str(jobs if isinstance(jobs, int) else 1)
+            self.set_jobs = True
         tracking = tracking_of(config)
         if not tracking.enabled:
             return
@@ -115,6 +120,8 @@ class SweepRuns(Callback):
             finish_parent(parent)
         for name in (PARENT_ENV, STORE_ENV, LAUNCHER_ENV):
             os.environ.pop(name, None)
+        if getattr(self, "set_jobs", False):
+            os.environ.pop(PARALLEL_JOBS_ENV, None)
 
 
 def shared_study(config: DictConfig) -> bool:
