@@ -61,10 +61,13 @@ check-params: $(RUNTIME_STAMP)  ## fail if params.yaml is stale against conf/
 dag: $(RUNTIME_STAMP)  ## print the pipeline's stages
 	$(BIN)/dvc dag
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; `auto`: one per core); tests that share
+# the session's server, or time signals and retries, keep to one worker (tests/conftest.py).
+TEST_WORKERS ?= auto
 test: $(DEV_STAMP)  ## build the environment with dev tools, then run every test (CI runs this)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
-test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps): under a minute
+test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps): under 30 s
 	$(BIN)/pytest -m "not slow"
 
 mutants: $(DEV_STAMP)  ## mutation check of the numpy core: every mutant must fail a fast test

@@ -50,6 +50,7 @@ from pipeline.plumbing.paths import (
     UNPUBLISHED,
     TrainOutputs,
 )
+from pipeline.plumbing.phases import phase, start_job, write_phases
 from pipeline.plumbing.schema import Config
 from pipeline.sweeps.ending import settled_sweep, sweep_job
 from pipeline.sweeps.job import run_sweep_job
@@ -65,7 +66,8 @@ def train_in_project(
     train outputs under `root` together once the run has ended FINISHED; a failure anywhere
     leaves the previous outputs and the run they name. Returns the training metrics."""
     check_hyperparameters(config)
-    train, dev = load_split(SPLIT_TRAIN, SPLIT_DEV)
+    with phase("data"):
+        train, dev = load_split(SPLIT_TRAIN, SPLIT_DEV)
     run, settled = None, contextlib.nullcontext
     if config.tracking.enabled:
         # Imported only when tracking is on: mlflow costs over a second to import.
@@ -114,6 +116,7 @@ def keep_aside(staged: TrainOutputs, root: Path, run_id: str, error: Exception) 
 def main(cfg: DictConfig) -> float:
     """Train (in a sweep: train and evaluate); return the saved model's dev accuracy, the
     objective Optuna maximises."""
+    start_job()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     with stage_errors("train", exit_on_error=not multirun), sweep_job(multirun):
         config = stage_config(cfg)
@@ -143,6 +146,7 @@ def main(cfg: DictConfig) -> float:
             f"train: best dev accuracy {best['dev_accuracy']:.4f} at epoch {best['epoch']} of "
             f"{metrics['epochs_run']}, {metrics['train_seconds']:.1f} s; model in {where}"
         )
+        write_phases("sweep-job" if multirun else "training")
         return metrics["model"]["dev_accuracy"]
 
 

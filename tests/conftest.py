@@ -23,14 +23,46 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 
 from pipeline.data.idx import write_idx
+from pipeline.plumbing.compute import wanted_for
 from pipeline.plumbing.schema import DataFiles, FileSpec
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pin_subprocesses() -> None:
+    """Start every stage and sweep the tests run already pinned as compute=portable_bits pins
+    them: a stage started otherwise restarts itself (compute.pin), a second interpreter and
+    set of imports per stage that only tests/plumbing/test_compute.py is there to see."""
+    preset = yaml.safe_load((REPO / "conf" / "compute" / "portable_bits.yaml").read_text())
+    os.environ.update(wanted_for(SimpleNamespace(**preset), "tests"))
+
+
+pin_subprocesses()
+
+# Tests that share a session's server, or that time signals and retries, run in one xdist
+# worker (`pytest -n 2 --dist loadgroup`): one server started, and no two timing tests at once.
+XDIST_GROUPS = {
+    "tests/server/": "server",
+    "tests/sweeps/test_interrupted.py": "timing",
+    "tests/tracking/test_lost_server.py": "timing",
+}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        where = Path(str(item.fspath)).relative_to(REPO).as_posix()
+        for prefix, group in XDIST_GROUPS.items():
+            if where.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
 FILE_NAMES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",

@@ -21,6 +21,7 @@ from pipeline.nn.fitting import predict_and_score
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.files import write_json, write_text
 from pipeline.plumbing.paths import EvaluateOutputs
+from pipeline.plumbing.phases import phase
 
 NUM_CLASSES = 10
 
@@ -51,22 +52,28 @@ def evaluate_model(
     test: dict[str, np.ndarray],
     history: dict[str, np.ndarray],
     outputs: EvaluateOutputs,
+    draw_figures: bool = True,
 ) -> dict:
-    """Score `network` on `test`, write metrics, confusion rows and figures; return metrics."""
+    """Score `network` on `test`, write metrics, confusion rows and (if `draw_figures`) the
+    figures; return the metrics."""
     if test["images"].shape[1] != network.sizes[0]:
         raise PipelineError(
             f"the test images have {test['images'].shape[1]} pixels but the model takes "
             f"{network.sizes[0]}: rebuild them with `dvc repro -f normalise split train`"
         )
     images, labels = test["images"].astype(network.dtype, copy=False), test["labels"]
-    predicted, loss = predict_and_score(network, images, labels)
-    report = classification_report(labels, predicted, NUM_CLASSES)
+    with phase("scoring"):
+        predicted, loss = predict_and_score(network, images, labels)
+        report = classification_report(labels, predicted, NUM_CLASSES)
     metrics = {"accuracy": report["accuracy"], "loss": loss, **report, "examples": len(labels)}
     write_json(outputs.metrics, metrics)
     write_text(outputs.confusion, confusion_csv(labels, predicted))
-    figures.confusion_heatmap(
-        confusion_matrix(labels, predicted, NUM_CLASSES), outputs.figure("confusion_matrix")
-    )
-    figures.training_curves(history, outputs.figure("training_curves"))
-    figures.misclassified_grid(images, labels, predicted, outputs.figure("misclassified"))
+    if not draw_figures:
+        return metrics
+    with phase("figures"):
+        figures.confusion_heatmap(
+            confusion_matrix(labels, predicted, NUM_CLASSES), outputs.figure("confusion_matrix")
+        )
+        figures.training_curves(history, outputs.figure("training_curves"))
+        figures.misclassified_grid(images, labels, predicted, outputs.figure("misclassified"))
     return metrics

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -143,7 +144,15 @@ def load_arrays(path: str | os.PathLike, names: tuple[str, ...], made_by: str) -
 
 
 def file_md5(path: str | os.PathLike) -> str:
-    """MD5 of a file's bytes: DVC's hash of it, and its key in the DVC cache and remotes."""
+    """MD5 of a file's bytes: DVC's hash of it, and its key in the DVC cache and remotes.
+    Remembered while the file keeps its inode, size and modification time: a sweep worker
+    hashes the data once, not once per job."""
+    stat = os.stat(path)
+    return _md5_of(os.path.abspath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _md5_of(path: str, inode: int, size: int, modified_ns: int) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "md5").hexdigest()
 

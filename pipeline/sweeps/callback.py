@@ -90,6 +90,7 @@ class SweepRuns(Callback):
         import mlflow  # here, not at the top: see the module docstring
 
         from pipeline.tracking.store import open_store
+        from pipeline.tracking.training_runs import mark_stale_runs
 
         # Before any job: joblib's workers inherit the settings (and so compute alike).
         pin(config.compute, "sweep")  # may restart this process with them
@@ -102,8 +103,10 @@ class SweepRuns(Callback):
         tracking = tracking_of(config)
         if not tracking.enabled:
             return
-        open_store(tracking)
+        experiment_id = open_store(tracking)
         os.environ[STORE_ENV] = mlflow.get_tracking_uri()
+        # Once for the sweep, not in every job: runs left RUNNING by processes that are gone.
+        mark_stale_runs(experiment_id, "sweep")
         if shared_study(config):  # its parent is the study's, found or made by shared.py
             return
         sweep_dir = Path(str(config.hydra.sweep.dir))

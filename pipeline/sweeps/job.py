@@ -22,6 +22,7 @@ from pipeline.plumbing.paths import (
     EvaluateOutputs,
     TrainOutputs,
 )
+from pipeline.plumbing.phases import phase
 from pipeline.plumbing.schema import Config
 from pipeline.sweeps.callback import STUDY_ENV, WORKER_ENV, parent_run_id
 from pipeline.tracking.tags import SHARED_TRIAL_ENV, STUDY_TAG, TRIAL_TAG, WORKER_TAG
@@ -35,8 +36,8 @@ def run_sweep_job(
     """Train and evaluate into `job_dir`; return the train and the test metrics."""
     train_outputs, evaluate_outputs = TrainOutputs.under(job_dir), EvaluateOutputs.under(job_dir)
     check_hyperparameters(config)
-    train, dev = load_split(SPLIT_TRAIN, SPLIT_DEV)
-    test = load_dataset(NORMALISED_TEST, made_by="normalise")
+    with phase("data"):
+        train, dev, test = job_data()
     run, settled = None, contextlib.nullcontext
     if config.tracking.enabled:
         # Imported only when tracking is on: mlflow costs over a second to import.
@@ -47,14 +48,18 @@ def run_sweep_job(
         run = training_runs.start_training_run(
             config, resolved_yaml, "sweep-job", job_name, data, parent_id=parent_run_id()
         )
-        run.set_tags(trial_tags())
-        training_runs.tag_test_data(run, NORMALISED_TEST)
+        with phase("log: datasets+tags"):
+            run.set_tags(trial_tags())
+            training_runs.tag_test_data(run, NORMALISED_TEST)
     with settled(run):
         curves = training_runs.LiveCurves(run) if run is not None else None
         metrics = run_training(config, train, dev, train_outputs, on_epoch=curves)
-        history = read_columns(train_outputs.history, made_by="train")
-        network = load_model(train_outputs.model)
-        test_metrics = evaluate_model(network, test, history, evaluate_outputs)
+        with phase("data"):
+            history = read_columns(train_outputs.history, made_by="train")
+            network = load_model(train_outputs.model)
+        test_metrics = evaluate_model(
+            network, test, history, evaluate_outputs, config.tracking.sweep_figures
+        )
         if run is not None:
             training_runs.log_training(run, metrics, train_outputs, curves)
             training_runs.log_evaluation(
@@ -62,6 +67,29 @@ def run_sweep_job(
                 test["images"][:2], register=False,
             )  # fmt: skip
     return metrics, test_metrics
+
+
+_loaded: dict[tuple, tuple[dict, dict, dict]] = {}  # one entry: the data this worker holds
+
+
+def job_data() -> tuple[dict, dict, dict]:
+    """The train, dev and test arrays, read once per worker process and kept, read-only, for
+    its next jobs while the files stay the same (inode, size, modification time)."""
+    paths = (SPLIT_TRAIN, SPLIT_DEV, NORMALISED_TEST)
+    try:
+        key = tuple((s.st_ino, s.st_size, s.st_mtime_ns) for s in map(os.stat, paths))
+    except OSError:  # a file is missing: the loaders say which, and how to make it
+        key = None
+    if key is None or key not in _loaded:
+        train, dev = load_split(SPLIT_TRAIN, SPLIT_DEV)
+        test = load_dataset(NORMALISED_TEST, made_by="normalise")
+        for array in (*train.values(), *dev.values(), *test.values()):
+            array.flags.writeable = False  # a job that wrote into them would change the next
+        _loaded.clear()
+        if key is not None:
+            _loaded[key] = (train, dev, test)
+        return train, dev, test
+    return _loaded[key]
 
 
 def trial_tags() -> dict[str, str]:

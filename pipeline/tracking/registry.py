@@ -61,6 +61,22 @@ def requirements() -> list[str]:
     ]
 
 
+_signatures: dict[int, ModelSignature] = {}
+
+
+def signature(network, example) -> ModelSignature:
+    """Outputs only: with an input tensor schema, MLflow's scoring server cannot read CSV (it
+    asks the tensor for pandas types and fails before the model sees the request). The model
+    checks its input itself, more strictly than a schema can (serving/pyfunc). The frame of
+    digit and p0 … p9 is the same for every model with as many outputs: inferred once a
+    process, not once a sweep job."""
+    outputs = network.sizes[-1]
+    if outputs not in _signatures:
+        frame = predictions_frame(network, example)
+        _signatures[outputs] = ModelSignature(outputs=infer_signature(example, frame).outputs)
+    return _signatures[outputs]
+
+
 def log_pyfunc_model(run, weights: Path, example, register: str | None, alias: str) -> None:
     """Log the network as a pyfunc model in `run`; register it and move `alias` if asked."""
     with np.load(weights, allow_pickle=False) as arrays:
@@ -72,17 +88,12 @@ def log_pyfunc_model(run, weights: Path, example, register: str | None, alias: s
     ):
         # Hints aimed at models without a signature or with missing values: neither applies.
         warnings.simplefilter("ignore", UserWarning)
-        # Outputs only: with an input tensor schema, MLflow's scoring server cannot read CSV
-        # (it asks the tensor for pandas types and fails before the model sees the request).
-        # The model checks its input itself, more strictly than a schema can (serving/pyfunc).
-        outputs = infer_signature(example, predictions_frame(network, example)).outputs
-        signature = ModelSignature(outputs=outputs)
         info = mlflow.pyfunc.log_model(
             name=ARTIFACT,
             python_model=str(MODEL_CODE),  # models from code, no pickle
             artifacts={"weights": str(weights)},
             code_paths=[str(shipped_code(Path(staging)))],
-            signature=signature,
+            signature=signature(network, example),
             input_example=example,
             registered_model_name=register,
             # Listed, not inferred: inference loads the model in a subprocess and takes seconds.

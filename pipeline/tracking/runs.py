@@ -21,6 +21,7 @@ import mlflow
 from mlflow.entities import Metric, Param
 
 from pipeline.plumbing.errors import interrupts_deferred
+from pipeline.plumbing.phases import phase
 from pipeline.tracking.store import store_calls
 from pipeline.tracking.tags import SHARED_TRIAL_ENV, TRIAL_TAG
 
@@ -169,7 +170,8 @@ def settled(run: Run | None) -> Iterator[Run | None]:
         status, message = failure_status(error)
         end_quietly(run, status, message)
         raise
-    run.end("FINISHED")
+    with phase("log: store"):
+        run.end("FINISHED")
 
 
 def end_quietly(run: Run, status: str, message: str) -> None:

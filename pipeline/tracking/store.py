@@ -81,6 +81,12 @@ HTTP_BOUNDS = {
 }
 
 
+def quiet_progress_bars() -> None:
+    """MLflow draws a progress bar for each artifact it copies, even a local one: noise in a
+    stage's log, and in a sweep's a bar per job."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def bound_http_requests() -> None:
     for name, value in HTTP_BOUNDS.items():
         os.environ.setdefault(name, value)
@@ -111,6 +117,7 @@ def open_store(tracking: TrackingConfig) -> str:
     # MLflow logs each failed database call with its whole trace before raising it; the one
     # line `store_calls` makes of it says what matters.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    quiet_progress_bars()
     uri = store_uri(tracking)
     database = sqlite_database(uri)
     if database is None:

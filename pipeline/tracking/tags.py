@@ -15,6 +15,7 @@ a re-run differs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -84,8 +85,10 @@ def code_tags() -> tuple[dict[str, str], str | None]:
     return tags, patch
 
 
+@functools.cache
 def installed_packages() -> str:
-    """`name==version` of every installed distribution, sorted: the package set a run used."""
+    """`name==version` of every installed distribution, sorted: the package set a run used
+    (read once per process: what it imported was installed when it started)."""
     found = {
         f"{dist.metadata['Name'].lower().replace('_', '-')}=={dist.version}"
         for dist in metadata.distributions()

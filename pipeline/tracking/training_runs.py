@@ -16,6 +16,7 @@ this host that are gone (SIGKILL, or a store that was unreachable when the run s
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -29,6 +30,7 @@ from pipeline.nn import EpochRecord
 from pipeline.plumbing.config import flatten
 from pipeline.plumbing.files import file_md5, file_sha256, read_columns
 from pipeline.plumbing.paths import EvaluateOutputs, TrainOutputs
+from pipeline.plumbing.phases import phase
 from pipeline.plumbing.schema import Config
 from pipeline.tracking.registry import log_pyfunc_model
 from pipeline.tracking.runs import Run, stale_runs
@@ -56,21 +58,42 @@ def start_training_run(
     parent_id: str | None = None,
 ) -> Run:
     """Open the store (failing now, before training, if it cannot be used) and start a run
-    that records all `python -m pipeline.reproduce` needs to make it again."""
-    experiment_id = open_store(config.tracking)
-    for status, abandoned in stale_runs(mark=True, experiment_ids=[experiment_id]):
-        print(f"train: marked {status}, its process having ended: {abandoned}", file=sys.stderr)
-    packages = installed_packages()
-    digests = {role: file_md5(path) for role, path in data_files.items()}
-    tags = run_tags(kind, config.seed, digests, config.compute.name, packages)
-    code, patch = code_tags()
-    run = Run.start(experiment_id, name, {**tags, **code}, flatten(asdict(config)), parent_id)
-    run.log_text(resolved_yaml, "config.yaml")
-    run.log_text(packages, PACKAGES_ARTIFACT)
-    if patch:
-        run.log_text(patch, PATCH_ARTIFACT)
-    run.log_datasets(data_files, digests)
+    that records all `python -m pipeline.reproduce` needs to make it again. A sweep job (with
+    `parent_id`) leaves stale runs to its launcher, and takes the code's state as its worker
+    process first read it: the code it runs is the code it imported then."""
+    with phase("log: store"):
+        experiment_id = open_store(config.tracking)
+        if parent_id is None:
+            for status, abandoned in stale_runs(mark=True, experiment_ids=[experiment_id]):
+                print(
+                    f"train: marked {status}, its process having ended: {abandoned}",
+                    file=sys.stderr,
+                )
+    with phase("log: datasets+tags"):
+        packages = installed_packages()
+        digests = {role: file_md5(path) for role, path in data_files.items()}
+        tags = run_tags(kind, config.seed, digests, config.compute.name, packages)
+        code, patch = code_tags_once() if parent_id else code_tags()
+    with phase("log: params+curves"):
+        run = Run.start(experiment_id, name, {**tags, **code}, flatten(asdict(config)), parent_id)
+    with phase("log: artifacts"):
+        run.log_text(resolved_yaml, "config.yaml")
+        run.log_text(packages, PACKAGES_ARTIFACT)
+        if patch:
+            run.log_text(patch, PATCH_ARTIFACT)
+    with phase("log: datasets+tags"):
+        run.log_datasets(data_files, digests)
     return run
+
+
+def mark_stale_runs(experiment_id: str, who: str) -> None:
+    for status, abandoned in stale_runs(mark=True, experiment_ids=[experiment_id]):
+        print(f"{who}: marked {status}, its process having ended: {abandoned}", file=sys.stderr)
+
+
+@functools.cache
+def code_tags_once() -> tuple[dict[str, str], str | None]:
+    return code_tags()
 
 
 class LiveCurves:
@@ -89,6 +112,10 @@ class LiveCurves:
         self.failing_since: float | None = None
 
     def __call__(self, record: EpochRecord) -> None:
+        with phase("log: params+curves"):
+            self.log(record)
+
+    def log(self, record: EpochRecord) -> None:
         self.unsent.append(record)
         self.stamps.append(int(time.time() * 1000))
         if self.failing_since and time.monotonic() - self.failing_since < self.RETRY_AFTER:
@@ -117,8 +144,18 @@ class LiveCurves:
 def log_training(
     run: Run, metrics: dict, outputs: TrainOutputs, curves: LiveCurves | None = None
 ) -> None:
-    if curves is not None:  # epochs the store missed while training go first
-        curves.flush()
+    with phase("log: params+curves"):
+        if curves is not None:  # epochs the store missed while training go first
+            curves.flush()
+        log_scores(run, metrics)
+    with phase("log: datasets+tags"):
+        run.set_tags({MODEL_TAG: file_sha256(outputs.model)})
+    with phase("log: artifacts"):
+        run.log_artifact(outputs.metrics, "reports")
+        run.log_artifact(outputs.history, "reports")
+
+
+def log_scores(run: Run, metrics: dict) -> None:
     scores = {
         "best/dev_accuracy": metrics["best"]["dev_accuracy"],
         "best/epoch": metrics["best"]["epoch"],
@@ -127,9 +164,6 @@ def log_training(
     if "train_seconds" in metrics:  # not when a run is rebuilt from the files
         scores["train/seconds"] = metrics["train_seconds"]
     run.log_metrics(scores)
-    run.set_tags({MODEL_TAG: file_sha256(outputs.model)})
-    run.log_artifact(outputs.metrics, "reports")
-    run.log_artifact(outputs.history, "reports")
 
 
 def test_metric_values(metrics: dict) -> dict[str, float]:
@@ -155,13 +189,17 @@ def log_evaluation(
 ) -> None:
     """Test metrics, figures and reports into `run`; the model too if tracking.log_model, and
     registered (moving the alias) if `register` and tracking.registered_model is set."""
-    run.log_metrics(test_metric_values(metrics))
-    run.log_artifact(outputs.metrics, "reports")
-    for figure in outputs.figure_files():
-        run.log_artifact(figure, "figures")
+    with phase("log: params+curves"):
+        run.log_metrics(test_metric_values(metrics))
+    with phase("log: artifacts"):
+        run.log_artifact(outputs.metrics, "reports")
+    with phase("figures"):
+        for figure in outputs.figure_files():
+            if figure.is_file():  # a sweep job draws them only if asked (sweep_figures)
+                run.log_artifact(figure, "figures")
     if config.tracking.log_model:
         name = config.tracking.registered_model if register else None
-        with store_calls("log_model"):
+        with phase("log: model"), store_calls("log_model"):
             log_pyfunc_model(run, weights, example, name, config.tracking.alias)
 
 

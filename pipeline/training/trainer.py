@@ -37,6 +37,7 @@ from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.files import save_arrays, write_json, write_text
 from pipeline.plumbing.paths import TrainOutputs
+from pipeline.plumbing.phases import move_time, phase
 from pipeline.plumbing.schema import Config
 from pipeline.training.memory import check_memory
 
@@ -142,8 +143,12 @@ def run_training(
             bar.update(1)
 
         started = time.perf_counter()
-        model, result = train_model(config, train_data, dev_data, after_epoch)
+        with phase("epochs"):
+            model, result = train_model(config, train_data, dev_data, after_epoch)
         seconds = time.perf_counter() - started
+    # Each epoch's record times its training steps; the rest of the loop scored the dev set.
+    steps = sum(record.seconds for record in result.history)
+    move_time("epochs", "scoring", seconds - steps)
     metrics = train_metrics(result)
     save_arrays(outputs.model, **model_to_arrays(model))
     write_json(outputs.metrics, metrics)

@@ -34,6 +34,13 @@ def runs_by_kind(uri: str):
     return parents, children
 
 
+def artifact_names(run) -> set[str]:
+    import mlflow
+
+    listed = mlflow.MlflowClient().list_artifacts(run.info.run_id)
+    return {Path(info.path).name for info in listed}
+
+
 def assert_parent_summarises(parent, children) -> None:
     assert parent.info.status == "FINISHED"
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
@@ -56,7 +63,10 @@ def test_a_two_job_sweep_is_one_parent_with_two_children(project, tmp_path, mlfl
         assert {"dev/accuracy", "test/accuracy", "test/macro_f1"} <= set(child.data.metrics)
     # Job outputs stay in the sweep folder, never in the DVC-tracked paths.
     assert (tmp_path / "sweep" / "0" / "models" / "model.npz").is_file()
-    assert (tmp_path / "sweep" / "1" / "reports" / "figures" / "misclassified.png").is_file()
+    assert (tmp_path / "sweep" / "1" / "reports" / "test_metrics.json").is_file()
+    # Figures are drawn only when asked (tracking.sweep_figures): a job spends its time learning.
+    assert not (tmp_path / "sweep" / "1" / "reports" / "figures").exists()
+    assert artifact_names(children[0]) == {"config.yaml", "environment", "reports"}
     assert not (project / "models").exists()
     assert [p.name for p in (project / "reports").iterdir()] == ["mlflow_run.json"]  # untouched
 
@@ -100,6 +110,7 @@ def test_optuna_sweeper_runs_trials_as_child_runs(project, tmp_path, mlflow_stor
     sweep(
         project, tmp_path / "sweep", "sweep=optuna", "hydra.sweeper.n_trials=2",
         "hydra.sweeper.n_jobs=2",  # both trials at once, on the preset's joblib launcher
+        "tracking.sweep_figures=true",  # and each draws and logs the three figures
     )  # fmt: skip
     (parent,), children = runs_by_kind(mlflow_store)
     assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
@@ -110,6 +121,8 @@ def test_optuna_sweeper_runs_trials_as_child_runs(project, tmp_path, mlflow_stor
     # Children are named by the overrides they ran with, the values tried among them.
     for child in children:
         assert f"optimizer.lr={child.data.params['optimizer.lr']}" in child.info.run_name
+        assert "figures" in artifact_names(child)
+    assert (tmp_path / "sweep" / "1" / "reports" / "figures" / "misclassified.png").is_file()
 
 
 def test_a_job_rejected_before_training_still_fails_the_parent(project, tmp_path, mlflow_store):
