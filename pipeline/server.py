@@ -45,6 +45,7 @@ SECRETS = (
     "PIPELINE_SERVER_PG_PASSWORD",
 )
 ADMIN = "admin"
+AUTH_CACHE_SECONDS = 60  # how long a login that passed the password check is remembered
 PG_USER = "mlflow"
 
 
@@ -198,7 +199,12 @@ def start() -> None:
         ini,
         "[mlflow]\ndefault_permission = READ\n"
         f"database_uri = {auth}\nadmin_username = {ADMIN}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # Each login is checked by a deliberately slow password hash, tens of milliseconds of
+        # the server's CPU per request, and a training makes hundreds of requests. A check
+        # that passed is remembered for a minute (MLflow's own cache, per server worker): a
+        # changed password or a deleted user is refused on every worker within that minute.
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n",
     )
     ini.chmod(0o600)
     env = {**os.environ, **keys, "MLFLOW_AUTH_CONFIG_PATH": str(ini)}
