@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv dev repro params check-params test test-fast mutants lint format lock clean-venv dag ui sweep \
+.PHONY: help venv dev repro params check-params test test-fast bench mutants lint format lock clean-venv dag ui sweep \
 	stale-runs promote reproduce server server-stop server-user shared-sweep remote push pull
 
 help:  ## list the targets
@@ -69,6 +69,9 @@ test: $(DEV_STAMP)  ## build the environment with dev tools, then run every test
 
 test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps): under 30 s
 	$(BIN)/pytest -m "not slow"
+
+bench: $(RUNTIME_STAMP)  ## what trust costs: portable vs native epochs, a sweep trial's phases (SQLite, server), tracking
+	$(BIN)/python benchmarks/overheads.py $(ARGS)
 
 mutants: $(DEV_STAMP)  ## mutation check of the numpy core: every mutant must fail a fast test
 	$(BIN)/python tests/mutants.py

@@ -1,0 +1,268 @@
+"""What trust costs: `make bench` prints, from one run, where the time of a training goes.
+
+1. Epoch time of the default network (784-512-512-10, Adam, dropout 0.2, shifts, batch 128, on
+   20,000 examples) under compute=native_speed (the kernels OpenBLAS picks, on every core) and
+   compute=portable_bits (Haswell kernels on one BLAS thread, products shared over the usable
+   cores by lanes), their ratio, and the portable weights' hash on every lane count and on one
+   core (`taskset`): they must all be equal.
+2. The default grid sweep (`make sweep`, conf/sweep/grid.yaml) on a local SQLite store, then
+   through the team server (`make server`: PostgreSQL, logins): for each trial, its start-up
+   (interpreter and imports, or the launcher's hand-off), data loading, epochs, scoring of dev
+   and test, and each kind of logging, from the phases the job records (plumbing/phases.py).
+3. A pipeline training (`python -m pipeline.train`, the default config) with tracking on and
+   with tracking.enabled=false.
+
+Everything runs in a scratch copy of the project with MNIST-sized data (this project's own
+data/ if `make repro` made it, else random pixels of the same shapes) and scratch stores; the
+project's own mlflow.db and outputs are not touched.
+
+    python benchmarks/overheads.py [--skip-server] [--pipeline-epochs 20] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+COPIED = ("pipeline", "conf", "hydra_plugins", "dvc.yaml", "params.yaml", "requirements.lock")
+DATA = {"train": "data/split/train.npz", "dev": "data/split/dev.npz",
+        "test": "data/normalised/test.npz"}  # fmt: skip
+SIZES = {"train": 50_000, "dev": 10_000, "test": 10_000}
+LEARNING = ("epochs", "scoring")  # what a trial is for; every other phase is bookkeeping
+PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "NPY_DISABLE_CPU_FEATURES", "OPENBLAS_L2_SIZE")
+
+EPOCH_CHILD = r"""
+import hashlib, json, statistics, sys
+import numpy as np
+from threadpoolctl import threadpool_info
+from pipeline.nn import MLP, fit, make_optimizer, make_schedule, set_lanes
+
+set_lanes(LANES)
+rng = np.random.default_rng(0)
+x = rng.random((20_000, 784), dtype=np.float32)
+y = rng.integers(0, 10, 20_000).astype(np.uint8)
+network = MLP.create((784, 512, 512, 10), "relu", "he", rng)
+optimizer = make_optimizer(network.params(), name="adam", lr=1e-3)
+schedule = make_schedule(name="constant", base_lr=1e-3, epochs=EPOCHS)
+result = fit(network, x, y, x[:2000], y[:2000], optimizer=optimizer, schedule=schedule,
+             epochs=EPOCHS, batch_size=128, rng=rng, dropout=0.2, max_shift=1)
+blas = [i for i in threadpool_info() if i.get("user_api") == "blas"][0]
+print(json.dumps({
+    "seconds": statistics.median(r.seconds for r in result.history[1:]),
+    "weights": hashlib.sha256(b"".join(p.tobytes() for p in network.params())).hexdigest()[:12],
+    "kernel": f"{blas.get('architecture')} x{blas.get('num_threads')}",
+}))
+"""
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per compute setting")
+    parser.add_argument("--pipeline-epochs", type=int, default=20, help="epochs of part 3")
+    parser.add_argument("--skip-server", action="store_true", help="no `make server` part")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    return parser.parse_args()
+
+
+def base_env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in PINS}
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", DVC_NO_ANALYTICS="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def portable_env() -> dict[str, str]:
+    sys.path.insert(0, str(ROOT))
+    from pipeline.plumbing.compute import wanted_env
+
+    return {**base_env(), **wanted_env("Haswell", 1, "X86_V3")}
+
+
+def epoch_time(env: dict, lanes: int, epochs: int, cores: set[int] | None = None) -> dict:
+    code = EPOCH_CHILD.replace("LANES", str(lanes)).replace("EPOCHS", str(epochs + 1))
+    preexec = (lambda: os.sched_setaffinity(0, cores)) if cores else None
+    done = subprocess.run(
+        [PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+        preexec_fn=preexec, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare_compute(epochs: int) -> None:
+    cores = len(os.sched_getaffinity(0))
+    print(f"\n1. Epoch of 784-512-512-10 (Adam, dropout 0.2, batch 128, 20,000 examples), {cores} "
+          "usable cores; median of the epochs after the first")  # fmt: skip
+    native = epoch_time(base_env(), 1, epochs)
+    rows = [("native_speed", "BLAS threads: all", native)]
+    portable = portable_env()
+    for lanes in sorted({1, cores}):
+        rows.append(("portable_bits", f"lanes {lanes}", epoch_time(portable, lanes, epochs)))
+    if cores > 1:
+        one_core = epoch_time(portable, cores, epochs, cores={min(os.sched_getaffinity(0))})
+        rows.append(("portable_bits", f"lanes {cores}, one core", one_core))
+    print(f"   {'preset':<15}{'sharing':<24}{'kernel':<14}{'s/epoch':>8}{'× native':>10}  weights")
+    for preset, sharing, found in rows:
+        ratio = found["seconds"] / native["seconds"]
+        print(f"   {preset:<15}{sharing:<24}{found['kernel']:<14}{found['seconds']:>8.3f}"
+              f"{ratio:>10.2f}  {found['weights']}")  # fmt: skip
+    portable_hashes = {found["weights"] for preset, _, found in rows if preset == "portable_bits"}
+    verdict = "the same bits" if len(portable_hashes) == 1 else "DIFFERENT BITS"
+    print(f"   portable_bits on every lane count and on one core: {verdict}")
+
+
+def scratch_project(folder: Path) -> str:
+    """A git repository holding the project's code and MNIST-sized data; returns what data."""
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, folder / name)
+    real = all((ROOT / path).is_file() for path in DATA.values())
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for role, path in DATA.items():
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if real:
+            shutil.copy2(ROOT / path, target)
+        else:
+            images = rng.random((SIZES[role], 784), dtype=np.float32)
+            labels = rng.integers(0, 10, SIZES[role]).astype(np.uint8)
+            np.savez(target, images=images, labels=labels)
+    (folder / ".gitignore").write_text("data/\nmultirun/\n*.db\nmlruns/\nphases*.jsonl\n")
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c",
+                 "user.email=bench@example.invalid", "commit", "-qm", "bench"]):  # fmt: skip
+        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
+    return "the project's MNIST" if real else "random pixels of MNIST's shapes"
+
+
+def run_grid(project: Path, name: str, env: dict, uri: str) -> list[dict]:
+    phases = project / f"phases-{name}.jsonl"
+    args = [PYTHON, "-m", "pipeline.train", "-m", "sweep=grid", f"tracking.uri={uri}",
+            f"hydra.sweep.dir={project / 'multirun' / name}"]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(args, cwd=project, env={**env, "PIPELINE_PHASES": str(phases)},
+                          capture_output=True, text=True)  # fmt: skip
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"bench: the grid sweep failed:\n{done.stderr[-2000:]}")
+    trials = [json.loads(line) for line in phases.read_text().splitlines()]
+    print(f"   {name}: {len(trials)} trials in {wall:.1f} s of wall time (2 jobs at a time)")
+    return trials
+
+
+def share_table(columns: dict[str, list[dict]]) -> None:
+    """Mean seconds per trial of each phase, side by side, and bookkeeping's share."""
+    names = sorted({name for trials in columns.values() for t in trials for name in t["phases"]})
+    names = [*LEARNING, *(n for n in names if n not in LEARNING)]
+    header = "".join(f"{column:>22}" for column in columns)
+    print(f"   {'seconds per trial (mean)':<26}{header}")
+
+    def mean(trials, pick):
+        return statistics.fmean(pick(trial) for trial in trials)
+
+    rows = [("start-up (process, imports)", lambda t: t["startup"])]
+    rows += [(name, lambda t, n=name: t["phases"].get(n, 0.0)) for name in names]
+    rows.append(("other", lambda t: t["job"] - sum(t["phases"].values())))
+    for label, pick in rows:
+        cells = "".join(f"{mean(trials, pick):>22.2f}" for trials in columns.values())
+        print(f"   {label:<26}{cells}")
+    totals, shares = [], []
+    for trials in columns.values():
+        wall = mean(trials, lambda t: t["startup"] + t["job"])
+        learning = mean(trials, lambda t: sum(t["phases"].get(n, 0.0) for n in LEARNING))
+        totals.append(f"{wall:>22.2f}")
+        shares.append(f"{(wall - learning) / wall:>22.0%}")
+    print(f"   {'trial wall time':<26}{''.join(totals)}")
+    print(f"   {'not epochs or scoring':<26}{''.join(shares)}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_grid(project: Path, scratch: Path, env: dict) -> list[dict] | None:
+    folder = scratch / "server"
+    folder.mkdir(mode=0o755)
+    os.chmod(scratch, 0o755)  # PostgreSQL runs as its own user under root
+    server_env = {**env, "PIPELINE_SERVER_DIR": str(folder),
+                  "PIPELINE_SERVER_PORT": str(free_port()),
+                  "PIPELINE_SERVER_PG_PORT": str(free_port())}  # fmt: skip
+    command = [PYTHON, "-m", "pipeline.server"]
+    started = subprocess.run([*command, "start"], cwd=ROOT, env=server_env, capture_output=True,
+                             text=True)  # fmt: skip
+    if started.returncode != 0:
+        print(f"   server: could not start ({started.stderr.strip()[-300:]}); skipped")
+        return None
+    try:
+        secrets = dict(line.split("=", 1) for line in (folder / "secrets.env").read_text().split())
+        login = {"MLFLOW_TRACKING_USERNAME": "admin",
+                 "MLFLOW_TRACKING_PASSWORD": secrets["MLFLOW_AUTH_ADMIN_PASSWORD"]}  # fmt: skip
+        uri = f"http://127.0.0.1:{server_env['PIPELINE_SERVER_PORT']}"
+        return run_grid(project, "server", {**env, **login}, uri)
+    finally:
+        subprocess.run([*command, "stop"], cwd=ROOT, env=server_env, capture_output=True)
+
+
+def pipeline_training(project: Path, env: dict, epochs: int) -> None:
+    print(f"\n3. A pipeline training (python -m pipeline.train, default config, {epochs} epochs)")
+    walls = {}
+    for label, extra in (
+        ("tracking on", []),
+        ("tracking.enabled=false", ["tracking.enabled=false"]),
+    ):
+        phases = project / f"phases-pipeline-{len(walls)}.jsonl"
+        args = [PYTHON, "-m", "pipeline.train", f"train.epochs={epochs}",
+                f"tracking.uri=sqlite:///{project / 'pipeline.db'}", *extra]  # fmt: skip
+        started = time.perf_counter()
+        subprocess.run(args, cwd=project, env={**env, "PIPELINE_PHASES": str(phases)},
+                       capture_output=True, check=True)  # fmt: skip
+        walls[label] = time.perf_counter() - started
+        record = json.loads(phases.read_text().splitlines()[-1])
+        logging = sum(v for k, v in record["phases"].items() if k.startswith("log:"))
+        print(f"   {label:<24}{walls[label]:>7.1f} s wall, of which logging {logging:.1f} s")
+    on, off = walls["tracking on"], walls["tracking.enabled=false"]
+    print(f"   tracking costs {on - off:+.1f} s: {(on - off) / on:.1%} of the tracked training")
+
+
+def main() -> None:
+    args = parse_args()
+    compare_compute(args.epochs)
+    scratch = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
+    try:
+        project = scratch / "project"
+        project.mkdir()
+        data = scratch_project(project)
+        env = portable_env()  # as a stage would restart itself into: no restart to time
+        print(f"\n2. The default grid sweep (conf/sweep/grid.yaml) on {data}")
+        columns = {"SQLite": run_grid(project, "sqlite", env, f"sqlite:///{project / 'b.db'}")}
+        if not args.skip_server:
+            served = server_grid(project, scratch, env)
+            if served:
+                columns["make server"] = served
+        share_table(columns)
+        pipeline_training(project, env, args.pipeline_epochs)
+    finally:
+        if args.keep:
+            print(f"\nscratch kept in {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
