@@ -46,6 +46,12 @@ def pin_subprocesses() -> None:
 
 pin_subprocesses()
 
+# Several tests press Ctrl-C (SIGINT) on what they start. A shell that started the suite in the
+# background without job control (`(make test &)`) made SIGINT ignored, and the stages keep an
+# ignored SIGINT ignored, as `cmd &` asks: give the suite's processes Python's own handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 # Tests that share a session's server, or that time signals and retries, run in one xdist
 # worker (`pytest -n 2 --dist loadgroup`): one server started, and no two timing tests at once.
 XDIST_GROUPS = {

@@ -34,10 +34,10 @@ def runs_by_kind(uri: str):
     return parents, children
 
 
-def artifact_names(run) -> set[str]:
+def artifact_names(run, uri: str) -> set[str]:
     import mlflow
 
-    listed = mlflow.MlflowClient().list_artifacts(run.info.run_id)
+    listed = mlflow.MlflowClient(uri).list_artifacts(run.info.run_id)
     return {Path(info.path).name for info in listed}
 
 
@@ -66,7 +66,7 @@ def test_a_two_job_sweep_is_one_parent_with_two_children(project, tmp_path, mlfl
     assert (tmp_path / "sweep" / "1" / "reports" / "test_metrics.json").is_file()
     # Figures are drawn only when asked (tracking.sweep_figures): a job spends its time learning.
     assert not (tmp_path / "sweep" / "1" / "reports" / "figures").exists()
-    assert artifact_names(children[0]) == {"config.yaml", "environment", "reports"}
+    assert artifact_names(children[0], mlflow_store) == {"config.yaml", "environment", "reports"}
     assert not (project / "models").exists()
     assert [p.name for p in (project / "reports").iterdir()] == ["mlflow_run.json"]  # untouched
 
@@ -121,7 +121,7 @@ def test_optuna_sweeper_runs_trials_as_child_runs(project, tmp_path, mlflow_stor
     # Children are named by the overrides they ran with, the values tried among them.
     for child in children:
         assert f"optimizer.lr={child.data.params['optimizer.lr']}" in child.info.run_name
-        assert "figures" in artifact_names(child)
+        assert "figures" in artifact_names(child, mlflow_store)
     assert (tmp_path / "sweep" / "1" / "reports" / "figures" / "misclassified.png").is_file()
 
 
