@@ -103,3 +103,21 @@ def test_outputs_are_replaced_together_or_not_at_all(tmp_path):
     assert [p.name for p in figures.iterdir()] == ["new.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "reports"]  # no staging left
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["figures"]
+
+
+def test_a_remembered_md5_is_computed_again_once_the_file_changes(tmp_path):
+    import hashlib
+    import os
+
+    from pipeline.plumbing.files import file_md5
+
+    path = tmp_path / "data.npz"
+    path.write_bytes(b"first")
+    assert file_md5(path) == hashlib.md5(b"first").hexdigest()
+    path.write_bytes(b"second, longer")  # another size
+    assert file_md5(path) == hashlib.md5(b"second, longer").hexdigest()
+    # Another file of the same size renamed onto it, as the stages write theirs: a new inode.
+    replacement = tmp_path / "new.npz"
+    replacement.write_bytes(b"SECOND, LONGER")
+    os.replace(replacement, path)
+    assert file_md5(path) == hashlib.md5(b"SECOND, LONGER").hexdigest()
