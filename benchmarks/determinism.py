@@ -32,8 +32,9 @@ import hashlib, json, statistics, sys
 import numpy as np
 from threadpoolctl import threadpool_info
 sys.path.insert(0, ROOT)
-from pipeline.nn import MLP, fit, make_optimizer, make_schedule
+from pipeline.nn import MLP, fit, make_optimizer, make_schedule, set_lanes
 
+set_lanes(LANES)
 rng = np.random.default_rng(0)
 x = rng.random((20_000, 784), dtype=np.float32)
 y = rng.integers(0, 10, 20_000).astype(np.uint8)
@@ -46,11 +47,21 @@ digest = hashlib.sha256(b"".join(p.tobytes() for p in network.params())).hexdige
 blas = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
 print(json.dumps({
     "sha256": digest[:12],
-    "seconds": statistics.median(r.seconds for r in result.history),
+    "seconds": statistics.median(r.seconds for r in result.history[1:] or result.history),
     "kernel": blas[0].get("architecture") if blas else "?",
     "threads": blas[0].get("num_threads") if blas else "?",
 }))
 """
+
+
+def child_code(epochs: int, lanes: int = 1) -> str:
+    """The training above for `epochs` (the first a warm-up, left out of the median when
+    there are more) with products shared over `lanes` threads (pipeline/nn/lanes.py)."""
+    return (
+        CHILD.replace("ROOT", repr(ROOT))
+        .replace("EPOCHS", str(epochs))
+        .replace("LANES", str(lanes))
+    )
 
 
 def run_setting(epochs: int, coretype: str, threads: str, numpy_simd: str) -> dict:
@@ -63,8 +74,9 @@ def run_setting(epochs: int, coretype: str, threads: str, numpy_simd: str) -> di
         env["OPENBLAS_NUM_THREADS"] = threads
     if numpy_simd == "AVX2":
         env["NPY_DISABLE_CPU_FEATURES"] = AVX512
-    code = CHILD.replace("ROOT", repr(ROOT)).replace("EPOCHS", str(epochs))
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", child_code(epochs)], env=env, capture_output=True, text=True
+    )
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["failed"])[-1]
         return {"sha256": "-", "seconds": float("nan"), "kernel": reason[:40], "threads": "-"}

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from determinism import child_code  # the same training, timed here per compute preset
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 COPIED = ("pipeline", "conf", "hydra_plugins", "dvc.yaml", "params.yaml", "requirements.lock")
@@ -41,29 +43,6 @@ DATA = {"train": "data/split/train.npz", "dev": "data/split/dev.npz",
 SIZES = {"train": 50_000, "dev": 10_000, "test": 10_000}
 LEARNING = ("epochs", "scoring")  # what a trial is for; every other phase is bookkeeping
 PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "NPY_DISABLE_CPU_FEATURES", "OPENBLAS_L2_SIZE")
-
-EPOCH_CHILD = r"""
-import hashlib, json, statistics, sys
-import numpy as np
-from threadpoolctl import threadpool_info
-from pipeline.nn import MLP, fit, make_optimizer, make_schedule, set_lanes
-
-set_lanes(LANES)
-rng = np.random.default_rng(0)
-x = rng.random((20_000, 784), dtype=np.float32)
-y = rng.integers(0, 10, 20_000).astype(np.uint8)
-network = MLP.create((784, 512, 512, 10), "relu", "he", rng)
-optimizer = make_optimizer(network.params(), name="adam", lr=1e-3)
-schedule = make_schedule(name="constant", base_lr=1e-3, epochs=EPOCHS)
-result = fit(network, x, y, x[:2000], y[:2000], optimizer=optimizer, schedule=schedule,
-             epochs=EPOCHS, batch_size=128, rng=rng, dropout=0.2, max_shift=1)
-blas = [i for i in threadpool_info() if i.get("user_api") == "blas"][0]
-print(json.dumps({
-    "seconds": statistics.median(r.seconds for r in result.history[1:]),
-    "weights": hashlib.sha256(b"".join(p.tobytes() for p in network.params())).hexdigest()[:12],
-    "kernel": f"{blas.get('architecture')} x{blas.get('num_threads')}",
-}))
-"""
 
 
 def parse_args():
@@ -91,13 +70,14 @@ def portable_env() -> dict[str, str]:
 
 
 def epoch_time(env: dict, lanes: int, epochs: int, cores: set[int] | None = None) -> dict:
-    code = EPOCH_CHILD.replace("LANES", str(lanes)).replace("EPOCHS", str(epochs + 1))
+    """determinism.py's training (plus a warm-up epoch) on `lanes`, on the given cores."""
     preexec = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     done = subprocess.run(
-        [PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-        preexec_fn=preexec, check=True,
+        [PYTHON, "-c", child_code(epochs + 1, lanes)], cwd=ROOT, env=env, capture_output=True,
+        text=True, preexec_fn=preexec, check=True,
     )  # fmt: skip
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**found, "kernel": f"{found['kernel']} x{found['threads']}"}
 
 
 def compare_compute(epochs: int) -> None:
@@ -116,8 +96,8 @@ def compare_compute(epochs: int) -> None:
     for preset, sharing, found in rows:
         ratio = found["seconds"] / native["seconds"]
         print(f"   {preset:<15}{sharing:<24}{found['kernel']:<14}{found['seconds']:>8.3f}"
-              f"{ratio:>10.2f}  {found['weights']}")  # fmt: skip
-    portable_hashes = {found["weights"] for preset, _, found in rows if preset == "portable_bits"}
+              f"{ratio:>10.2f}  {found['sha256']}")  # fmt: skip
+    portable_hashes = {found["sha256"] for preset, _, found in rows if preset == "portable_bits"}
     verdict = "the same bits" if len(portable_hashes) == 1 else "DIFFERENT BITS"
     print(f"   portable_bits on every lane count and on one core: {verdict}")
 

@@ -45,10 +45,6 @@ def set_lanes(lanes: int) -> None:
     _helpers = ThreadPoolExecutor(lanes - 1, thread_name_prefix="lane") if lanes > 1 else None
 
 
-def lanes() -> int:
-    return _lanes
-
-
 def row_blocks(rows: int, parts: int) -> list[tuple[int, int]]:
     """`parts` blocks of about equal size covering `rows`, every inner edge a multiple of
     ROW_BLOCK; fewer when there are not that many whole blocks."""

@@ -1,4 +1,4 @@
-"""Where a training's wall time goes, by phase: what `make bench` (benchmarks/trial_cost.py)
+"""Where a training's wall time goes, by phase: what `make bench` (benchmarks/overheads.py)
 reports, so that time spent on anything but learning shows.
 
     with phase("data"):              # the block's seconds count to "data"

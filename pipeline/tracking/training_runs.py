@@ -63,12 +63,8 @@ def start_training_run(
     process first read it: the code it runs is the code it imported then."""
     with phase("log: store"):
         experiment_id = open_store(config.tracking)
-        if parent_id is None:
-            for status, abandoned in stale_runs(mark=True, experiment_ids=[experiment_id]):
-                print(
-                    f"train: marked {status}, its process having ended: {abandoned}",
-                    file=sys.stderr,
-                )
+        if parent_id is None:  # a sweep's launcher marks them once for all its jobs
+            mark_stale_runs(experiment_id, "train")
     with phase("log: datasets+tags"):
         packages = installed_packages()
         digests = {role: file_md5(path) for role, path in data_files.items()}
