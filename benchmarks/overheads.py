@@ -140,35 +140,53 @@ def run_grid(project: Path, name: str, env: dict, uri: str) -> list[dict]:
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"bench: the grid sweep failed:\n{done.stderr[-2000:]}")
-    trials = [json.loads(line) for line in phases.read_text().splitlines()]
-    print(f"   {name}: {len(trials)} trials in {wall:.1f} s of wall time (2 jobs at a time)")
-    return trials
+    records = [json.loads(line) for line in phases.read_text().splitlines()]
+    trials = sum(record["kind"] == "sweep-job" for record in records)
+    print(f"   {name}: {trials} trials in {wall:.1f} s of wall time (2 jobs at a time)")
+    return records
 
 
 def share_table(columns: dict[str, list[dict]]) -> None:
-    """Mean seconds per trial of each phase, side by side, and bookkeeping's share."""
-    names = sorted({name for trials in columns.values() for t in trials for name in t["phases"]})
+    """Mean seconds per trial of each phase, side by side, and bookkeeping's share. The warm
+    launcher's warm-up (once per sweep, before it forks its workers: data, tags) is spread
+    over the sweep's trials and counted as bookkeeping; its own start-up is shown apart."""
+    trials_of = {column: [t for t in records if t["kind"] == "sweep-job"]
+                 for column, records in columns.items()}  # fmt: skip
+    launchers = {column: [t for t in records if t["kind"] == "sweep-launcher"]
+                 for column, records in columns.items()}  # fmt: skip
+    names = sorted({n for trials in trials_of.values() for t in trials for n in t["phases"]})
     names = [*LEARNING, *(n for n in names if n not in LEARNING)]
     header = "".join(f"{column:>22}" for column in columns)
-    print(f"   {'seconds per trial (mean)':<26}{header}")
+    print(f"   {'seconds per trial (mean)':<30}{header}")
 
-    def mean(trials, pick):
-        return statistics.fmean(pick(trial) for trial in trials)
+    def warm_up(column):
+        spent = sum(t["phases"].get("warm-up", 0.0) for t in launchers[column])
+        return spent / len(trials_of[column])
 
-    rows = [("start-up (process, imports)", lambda t: t["startup"])]
-    rows += [(name, lambda t, n=name: t["phases"].get(n, 0.0)) for name in names]
-    rows.append(("other", lambda t: t["job"] - sum(t["phases"].values())))
+    def per_trial(column, pick):
+        return statistics.fmean(pick(trial) for trial in trials_of[column])
+
+    rows = [("start-up (process, imports)", lambda c: per_trial(c, lambda t: t["startup"]))]
+    rows += [(n, lambda c, n=n: per_trial(c, lambda t: t["phases"].get(n, 0.0))) for n in names]
+    rows.append(("other", lambda c: per_trial(c, lambda t: t["job"] - sum(t["phases"].values()))))
+    rows.append(("launcher warm-up / trials", warm_up))
     for label, pick in rows:
-        cells = "".join(f"{mean(trials, pick):>22.2f}" for trials in columns.values())
-        print(f"   {label:<26}{cells}")
-    totals, shares = [], []
-    for trials in columns.values():
-        wall = mean(trials, lambda t: t["startup"] + t["job"])
-        learning = mean(trials, lambda t: sum(t["phases"].get(n, 0.0) for n in LEARNING))
+        cells = "".join(f"{pick(column):>22.2f}" for column in columns)
+        print(f"   {label:<30}{cells}")
+    totals, shares, starts = [], [], []
+    for column in columns:
+        wall = per_trial(column, lambda t: t["startup"] + t["job"]) + warm_up(column)
+        learning = per_trial(column, lambda t: sum(t["phases"].get(n, 0.0) for n in LEARNING))
         totals.append(f"{wall:>22.2f}")
         shares.append(f"{(wall - learning) / wall:>22.0%}")
-    print(f"   {'trial wall time':<26}{''.join(totals)}")
-    print(f"   {'not epochs or scoring':<26}{''.join(shares)}")
+        started = [t["startup"] for t in launchers[column]]
+        starts.append(f"{started[0]:>22.2f}" if started else f"{'-':>22}")
+    print(f"   {'trial wall time':<30}{''.join(totals)}")
+    print(f"   {'not epochs or scoring':<30}{''.join(shares)}")
+    print(
+        f"   {'once a sweep: launcher start':<30}{''.join(starts)}  (interpreter, imports, "
+        "Hydra, the store and the parent run; before any trial)"
+    )
 
 
 def free_port() -> int:

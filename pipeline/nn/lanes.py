@@ -19,6 +19,7 @@ Only products big enough to pay for a thread hand-off are shared; a product with
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -43,6 +44,16 @@ def set_lanes(lanes: int) -> None:
         _helpers.shutdown(wait=True)
     _lanes = lanes
     _helpers = ThreadPoolExecutor(lanes - 1, thread_name_prefix="lane") if lanes > 1 else None
+
+
+def _forget_helpers() -> None:
+    """In a forked child: the parent's helper threads are not there, so start without them
+    (a later set_lanes makes the child's own)."""
+    global _lanes, _helpers
+    _lanes, _helpers = 1, None
+
+
+os.register_at_fork(after_in_child=_forget_helpers)
 
 
 def row_blocks(rows: int, parts: int) -> list[tuple[int, int]]:

@@ -14,6 +14,7 @@ during such a step and raises it as soon as the step is done.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -44,8 +45,21 @@ def on_interrupt(watcher) -> None:
     _watchers.append(watcher)
 
 
+_sigterm_exit = {"message": None}  # set: SIGTERM ends the process at once (exit_on_sigterm)
+
+
+def exit_on_sigterm(message: str | None) -> None:
+    """From now on SIGTERM prints `message` and ends this process at once, running no clean-up
+    (a sweep worker stopped by its launcher, which settles the worker's runs itself); None:
+    SIGTERM is an interrupt again."""
+    _sigterm_exit["message"] = message
+
+
 def _raise_interrupt(signum, frame):
     reason = f"received {signal.Signals(signum).name}"
+    if signum == signal.SIGTERM and _sigterm_exit["message"]:
+        print(f"{_sigterm_exit['message']} ({reason})", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
     for watcher in _watchers:
         watcher(reason)
     if _deferral["depth"]:
@@ -79,7 +93,12 @@ def interrupts_deferred(step: str = "a write was done") -> Iterator[None]:
 
     The handler checks a flag instead of blocking the signals (pthread_sigmask), because a
     signal blocked in the main thread is still taken by any other thread (tqdm's monitor) and
-    then run by Python in the main thread all the same."""
+    then run by Python in the main thread all the same. Only the main thread's steps hold
+    an interrupt: Python raises it there and nowhere else, so a step on another thread (the
+    curves' sender) is never cut by one, and must not keep it from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     if signal.getsignal(signal.SIGTERM) is not _raise_interrupt:
         interrupt_on_sigterm()
     _deferral["depth"] += 1

@@ -118,6 +118,9 @@ class SweepRuns(Callback):
         os.environ[PARENT_ENV] = start_parent(config, sweep_name(config, sweep_dir), tags)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline.sweeps.warm import close_pools
+
+        close_pools()  # the warm launcher's workers, idle now
         parent = parent_run_id()
         if parent is not None and not shared_study(config):  # shared: its last worker ends it
             finish_parent(parent)

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 
 from pipeline.plumbing.errors import (
     PipelineError,
+    exit_on_sigterm,
     interrupt_on_sigterm,
     interrupts_deferred,
     on_interrupt,
@@ -258,6 +259,7 @@ def watch_launcher(launcher_pid: int) -> threading.Event:
             while os.getppid() == launcher_pid:
                 time.sleep(1)
             _orphaned.set()
+            exit_on_sigterm(None)  # no launcher left to settle the run: the job ends it
             _thread.interrupt_main(signal.SIGTERM)  # handled as a real SIGTERM would be
 
         threading.Thread(target=watch, name="launcher-watch", daemon=True).start()

@@ -44,13 +44,11 @@ def run_sweep_job(
         from pipeline.tracking import training_runs
         from pipeline.tracking.runs import settled
 
-        data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
+        # The test set is read by this job too: its md5 and dataset go in with the others.
+        data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV, "test": NORMALISED_TEST}
         run = training_runs.start_training_run(
-            config, resolved_yaml, "sweep-job", job_name, data, parent_id=parent_run_id()
+            config, resolved_yaml, "sweep-job", job_name, data, parent_run_id(), trial_tags()
         )
-        with phase("log: datasets+tags"):
-            run.set_tags(trial_tags())
-            training_runs.tag_test_data(run, NORMALISED_TEST)
     with settled(run):
         curves = training_runs.LiveCurves(run) if run is not None else None
         metrics = run_training(config, train, dev, train_outputs, on_epoch=curves)
@@ -64,20 +62,21 @@ def run_sweep_job(
             training_runs.log_training(run, metrics, train_outputs, curves)
             training_runs.log_evaluation(
                 run, config, test_metrics, evaluate_outputs, train_outputs.model,
-                test["images"][:2], register=False,
+                test["images"][:2], register=False, weights_only=True,
             )  # fmt: skip
     return metrics, test_metrics
 
 
+DATA_FILES = (SPLIT_TRAIN, SPLIT_DEV, NORMALISED_TEST)  # what every job reads
 _loaded: dict[tuple, tuple[dict, dict, dict]] = {}  # one entry: the data this worker holds
 
 
 def job_data() -> tuple[dict, dict, dict]:
-    """The train, dev and test arrays, read once per worker process and kept, read-only, for
-    its next jobs while the files stay the same (inode, size, modification time)."""
-    paths = (SPLIT_TRAIN, SPLIT_DEV, NORMALISED_TEST)
+    """The train, dev and test arrays, read once per worker process (or once per sweep, by the
+    warm launcher before it forks its workers) and kept, read-only, for the next jobs while
+    the files stay the same (inode, size, modification time)."""
     try:
-        key = tuple((s.st_ino, s.st_size, s.st_mtime_ns) for s in map(os.stat, paths))
+        key = tuple((s.st_ino, s.st_size, s.st_mtime_ns) for s in map(os.stat, DATA_FILES))
     except OSError:  # a file is missing: the loaders say which, and how to make it
         key = None
     if key is None or key not in _loaded:

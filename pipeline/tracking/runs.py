@@ -27,6 +27,7 @@ from pipeline.tracking.tags import SHARED_TRIAL_ENV, TRIAL_TAG
 
 PARAM_VALUE_LIMIT = 6000  # MLflow's maximum length of a param value
 DUPLICATE_KEY = re.compile(r"UniqueViolation|duplicate key value|UNIQUE constraint failed")
+DRAIN_SECONDS = 15.0  # what still sends to a run ending with an error gets at most this long
 DUPLICATE_TRIES = 4  # a row another run was inserting at the same moment is there by then
 
 
@@ -52,6 +53,8 @@ class Run:
     def __init__(self, run_id: str):
         self.run_id = run_id
         self.client = mlflow.MlflowClient()
+        # Called with a time limit before the run ends: what still sends to it (LiveCurves).
+        self.before_end: list = []
 
     @classmethod
     @whole
@@ -130,6 +133,9 @@ class Run:
 
     @whole
     def end(self, status: str = "FINISHED") -> None:
+        for drain in self.before_end:
+            with contextlib.suppress(Exception):  # ending the run matters more
+                drain(DRAIN_SECONDS)
         self.client.set_terminated(self.run_id, status)
 
 

@@ -111,18 +111,31 @@ def sqlite_database(uri: str) -> Path | None:
     return Path(path)
 
 
+_opened: dict[tuple[str, str], str] = {}  # (store, experiment) → id, reached in this process
+
+
 def open_store(tracking: TrackingConfig) -> str:
     """Reach the store (creating and migrating a new SQLite one), make sure the experiment
-    exists, and return its id; raise `TrackingError` naming the store if that fails."""
+    exists, and return its id; raise `TrackingError` naming the store if that fails. Once a
+    process (or the launcher a sweep worker was forked from) has reached a store, it is not
+    asked again: a store that fails later does so in the call that uses it (`store_calls`)."""
     # MLflow logs each failed database call with its whole trace before raising it; the one
     # line `store_calls` makes of it says what matters.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     quiet_progress_bars()
     uri = store_uri(tracking)
+    if (uri, tracking.experiment) in _opened:
+        mlflow.set_tracking_uri(uri)
+        return _opened[uri, tracking.experiment]
+    _opened[uri, tracking.experiment] = experiment_id = reach_or_create(uri, tracking.experiment)
+    return experiment_id
+
+
+def reach_or_create(uri: str, experiment: str) -> str:
     database = sqlite_database(uri)
     if database is None:
         bound_http_requests()
-        return reach_store(uri, tracking.experiment)
+        return reach_store(uri, experiment)
     if database.is_file() and not os.access(database, os.W_OK):
         raise TrackingError(
             f"the MLflow store {database} is read-only: make it writable (chmod u+w), point "
@@ -135,9 +148,12 @@ def open_store(tracking: TrackingConfig) -> str:
         )
     try:
         database.parent.mkdir(parents=True, exist_ok=True)
+        # A second to import: paid before the lock, not while other processes wait for it.
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
         lock = FileLock(f"{database}.lock", timeout=LOCK_TIMEOUT)
         with lock:
-            return reach_store(uri, tracking.experiment)
+            return reach_store(uri, experiment)
     except LockTimeout:
         raise TrackingError(
             f"waited {LOCK_TIMEOUT} s for {database}.lock: another running process holds the "
@@ -148,6 +164,22 @@ def open_store(tracking: TrackingConfig) -> str:
             f"cannot use the MLflow store {uri} ({error}): fix tracking.uri or "
             "MLFLOW_TRACKING_URI, or turn tracking off with tracking.enabled=false"
         ) from None
+
+
+def forget_connections() -> None:
+    """In a process forked from one that used the store (sweeps/warm.py): drop the database
+    connections and HTTP sessions it inherited without closing them (they are the parent's),
+    so that this process opens its own (SQLAlchemy's advice for forked processes)."""
+    import sys
+
+    for module in ("mlflow.store.tracking.sqlalchemy_store",
+                   "mlflow.store.model_registry.sqlalchemy_store"):  # fmt: skip
+        if module in sys.modules:
+            for engine in list(sys.modules[module].SqlAlchemyStore._engine_map.values()):
+                engine.dispose(close=False)
+    from mlflow.utils import request_utils
+
+    request_utils._cached_get_request_session.cache_clear()
 
 
 def reach_store(uri: str, experiment_name: str) -> str:

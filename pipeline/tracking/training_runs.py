@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +33,7 @@ from pipeline.plumbing.files import file_md5, file_sha256, read_columns
 from pipeline.plumbing.paths import EvaluateOutputs, TrainOutputs
 from pipeline.plumbing.phases import phase
 from pipeline.plumbing.schema import Config
-from pipeline.tracking.registry import log_pyfunc_model
+from pipeline.tracking.registry import MODEL_KIND_TAG, WEIGHTS_ARTIFACT, log_pyfunc_model
 from pipeline.tracking.runs import Run, stale_runs
 from pipeline.tracking.store import StoreError, open_store, store_calls
 from pipeline.tracking.tags import (
@@ -56,6 +57,7 @@ def start_training_run(
     name: str | None,
     data_files: dict[str, Path],
     parent_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> Run:
     """Open the store (failing now, before training, if it cannot be used) and start a run
     that records all `python -m pipeline.reproduce` needs to make it again. A sweep job (with
@@ -71,7 +73,8 @@ def start_training_run(
         tags = run_tags(kind, config.seed, digests, config.compute.name, packages)
         code, patch = code_tags_once() if parent_id else code_tags()
     with phase("log: params+curves"):
-        run = Run.start(experiment_id, name, {**tags, **code}, flatten(asdict(config)), parent_id)
+        tags = {**tags, **code, **(extra_tags or {})}
+        run = Run.start(experiment_id, name, tags, flatten(asdict(config)), parent_id)
     with phase("log: artifacts"):
         run.log_text(resolved_yaml, "config.yaml")
         run.log_text(packages, PACKAGES_ARTIFACT)
@@ -93,9 +96,13 @@ def code_tags_once() -> tuple[dict[str, str], str | None]:
 
 
 class LiveCurves:
-    """Logs each epoch's record as the epoch ends. If the store stops answering, training goes
-    on: one warning, a new try at most once every RETRY_AFTER seconds, and the epochs missed
-    are sent when it answers again, at the latest by `flush` at the end of the run."""
+    """Logs each epoch's record as the epoch ends, from a thread of its own: the next epoch
+    does not wait for the store (a request to a server takes about 0.1 s), and the epochs
+    that ended while a request was out go together in the next one. If the store stops
+    answering, training goes on: one warning, a new try at most once every RETRY_AFTER
+    seconds, and the epochs missed are sent when it answers again, at the latest by `flush`
+    at the end of the run. However the run ends, the epochs waiting are tried before it does
+    (for at most runs.DRAIN_SECONDS when it ends with an error)."""
 
     RETRY_AFTER = 60.0
 
@@ -106,29 +113,69 @@ class LiveCurves:
         # sent again with the same stamps, and the store keeps one copy.
         self.stamps: list[int] = []
         self.failing_since: float | None = None
+        self.waiting: list[tuple[EpochRecord, int]] = []  # handed over, not yet taken
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.closing = False
+        self.error: BaseException | None = None  # what the thread met other than the store
+        # A daemon: a request hung on a dead server must not keep the process alive.
+        self.sender = threading.Thread(target=self.send_waiting, name="curves", daemon=True)
+        self.sender.start()
+        run.before_end.append(self.drain)
 
     def __call__(self, record: EpochRecord) -> None:
-        with phase("log: params+curves"):
-            self.log(record)
+        with phase("log: params+curves"), self.lock:
+            self.waiting.append((record, int(time.time() * 1000)))
+            self.wake.set()
 
-    def log(self, record: EpochRecord) -> None:
-        self.unsent.append(record)
-        self.stamps.append(int(time.time() * 1000))
+    def send_waiting(self) -> None:
+        while True:
+            self.wake.wait()
+            with self.lock:
+                taken, self.waiting = self.waiting, []
+                self.wake.clear()
+                last = self.closing
+            try:
+                if taken:
+                    self.log(taken)
+            except BaseException as error:  # a bug, not the store: flush raises it
+                self.error = error
+                return
+            if last:
+                return
+
+    def log(self, taken: list[tuple[EpochRecord, int]]) -> None:
+        self.unsent += [record for record, _ in taken]
+        self.stamps += [stamp for _, stamp in taken]
         if self.failing_since and time.monotonic() - self.failing_since < self.RETRY_AFTER:
             return
         try:
-            self.flush()
+            self.send()
         except StoreError as error:
             if self.failing_since is None:
                 tqdm.write(  # on a line of its own, above the progress bar
-                    f"train: warning: {error}, at epoch {record.epoch}; training goes on, and "
-                    "the curves are sent once the store answers again",
+                    f"train: warning: {error}, at epoch {taken[-1][0].epoch}; training goes "
+                    "on, and the curves are sent once the store answers again",
                     file=sys.stderr,
                 )
             self.failing_since = time.monotonic()
 
+    def drain(self, timeout: float | None = None) -> None:
+        """Let the thread try what is waiting (for at most `timeout` seconds), then end it."""
+        with self.lock:
+            self.closing = True
+            self.wake.set()
+        self.sender.join(timeout)
+
     def flush(self) -> None:
-        """Send every unsent epoch; raise `StoreError` if the store still does not answer."""
+        """Send every epoch; raise `StoreError` if the store still does not answer."""
+        with phase("log: params+curves"):
+            self.drain()
+            if self.error is not None:
+                raise self.error
+            self.send()
+
+    def send(self) -> None:
         if self.unsent:
             self.run.log_epochs(self.unsent, self.stamps)
             if self.failing_since is not None:
@@ -182,9 +229,12 @@ def log_evaluation(
     weights: Path,
     example: np.ndarray,
     register: bool,
+    weights_only: bool = False,
 ) -> None:
     """Test metrics, figures and reports into `run`; the model too if tracking.log_model, and
-    registered (moving the alias) if `register` and tracking.registered_model is set."""
+    registered (moving the alias) if `register` and tracking.registered_model is set. A sweep
+    job logs its weights only (`weights_only`): one file, where a pyfunc is some twenty
+    (seconds through a server); `promote RUN_ID` makes the pyfunc from them (registry.py)."""
     with phase("log: params+curves"):
         run.log_metrics(test_metric_values(metrics))
     with phase("log: artifacts"):
@@ -196,7 +246,12 @@ def log_evaluation(
     if config.tracking.log_model:
         name = config.tracking.registered_model if register else None
         with phase("log: model"), store_calls("log_model"):
-            log_pyfunc_model(run, weights, example, name, config.tracking.alias)
+            if weights_only:
+                run.log_artifact(weights, str(Path(WEIGHTS_ARTIFACT).parent))
+                run.set_tags({MODEL_KIND_TAG: "weights"})
+            else:
+                log_pyfunc_model(run, weights, example, name, config.tracking.alias)
+                run.set_tags({MODEL_KIND_TAG: "pyfunc"})
 
 
 def training_run_of(experiment_id: str, weights: Path) -> str | None:

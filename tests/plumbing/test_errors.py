@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import pytest
 
@@ -41,3 +42,26 @@ def test_a_signal_outside_any_step_is_raised_at_once(our_handlers):
         pytest.fail("the interrupt was not raised")  # pragma: no cover
     assert not isinstance(raised.value, DeferredInterrupt)
     assert str(raised.value) == "received SIGINT"
+
+
+def test_a_step_on_another_thread_leaves_the_interrupt_to_the_main_thread(our_handlers):
+    inside, release, finished = threading.Event(), threading.Event(), []
+
+    def background_write():  # as the curves' sender thread writes to the store
+        with interrupts_deferred("a background write"):
+            inside.set()
+            release.wait(10)
+        finished.append("write")
+
+    helper = threading.Thread(target=background_write)
+    helper.start()
+    inside.wait(10)
+    try:
+        with pytest.raises(KeyboardInterrupt) as raised:
+            os.kill(os.getpid(), signal.SIGTERM)
+            pytest.fail("the interrupt was held by the other thread's step")  # pragma: no cover
+        assert not isinstance(raised.value, DeferredInterrupt)
+    finally:
+        release.set()
+        helper.join(10)
+    assert finished == ["write"]  # the other thread's step ran to its end, not interrupted

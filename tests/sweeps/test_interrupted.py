@@ -1,5 +1,6 @@
 """Sweeps that do not finish: Ctrl-C, SIGTERM to the launcher, a killed worker, a killed
-launcher. Real joblib sweeps in their own session; afterwards no run of the sweep is RUNNING
+launcher. Real sweeps (joblib's workers, and the warm launcher's forked ones) in their own
+session; afterwards no run of the sweep is RUNNING
 and no process of the session is left (found by session id, never by name)."""
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from tests.conftest import project_with_data, tool_env
 
 pytestmark = pytest.mark.slow
 
-# Two jobs in two joblib workers, long enough to be stopped mid-training.
+# Two jobs in two workers, long enough to be stopped mid-training.
 LONG_SWEEP = [
-    "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=nesterov,adam",
+    "hydra.launcher.n_jobs=2", "optimizer=nesterov,adam",
     "model.hidden=[16]", "train.epochs=100000", "train.max_shift=0",
 ]  # fmt: skip
 
@@ -45,8 +46,9 @@ def session_processes(session: int) -> list[psutil.Process]:
 class Sweep:
     """A sweep started in a new session (its launcher's PID is the session id)."""
 
-    def __init__(self, project: Path, sweep_dir: Path, uri: str):
-        args = [sys.executable, "-m", "pipeline.train", "-m", *LONG_SWEEP]
+    def __init__(self, project: Path, sweep_dir: Path, uri: str, launcher: str):
+        args = [sys.executable, "-m", "pipeline.train", "-m", f"hydra/launcher={launcher}"]
+        args += LONG_SWEEP
         # stderr goes to a file, not a pipe: the launcher's exit is what the test waits for,
         # and anything it left behind is found by session below, not by a pipe held open.
         self.stderr = sweep_dir.parent / "sweep.stderr"
@@ -100,9 +102,9 @@ class Sweep:
             process.kill()
 
 
-@pytest.fixture
-def sweep(project, tmp_path, mlflow_store):
-    started = Sweep(project, tmp_path / "sweep", mlflow_store)
+@pytest.fixture(params=["joblib", "warm"])
+def sweep(request, project, tmp_path, mlflow_store):
+    started = Sweep(project, tmp_path / "sweep", mlflow_store, request.param)
     yield started
     started.kill()
 

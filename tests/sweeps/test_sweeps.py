@@ -1,8 +1,10 @@
-"""Hydra multirun sweeps as MLflow parent and child runs, with the basic and joblib launchers
-and the Optuna sweeper, run for real (`python -m pipeline.train -m`) in a project copy."""
+"""Hydra multirun sweeps as MLflow parent and child runs, with the basic, joblib and warm
+launchers and the Optuna sweeper, run for real (`python -m pipeline.train -m`) in a project
+copy."""
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -66,7 +68,11 @@ def test_a_two_job_sweep_is_one_parent_with_two_children(project, tmp_path, mlfl
     assert (tmp_path / "sweep" / "1" / "reports" / "test_metrics.json").is_file()
     # Figures are drawn only when asked (tracking.sweep_figures): a job spends its time learning.
     assert not (tmp_path / "sweep" / "1" / "reports" / "figures").exists()
-    assert artifact_names(children[0], mlflow_store) == {"config.yaml", "environment", "reports"}
+    # A job logs its weights, one file; `promote` makes the pyfunc (tests/tracking/).
+    assert artifact_names(children[0], mlflow_store) == {
+        "config.yaml", "environment", "reports", "weights"
+    }  # fmt: skip
+    assert {c.data.tags["model.logged"] for c in children} == {"weights"}
     assert not (project / "models").exists()
     assert [p.name for p in (project / "reports").iterdir()] == ["mlflow_run.json"]  # untouched
 
@@ -91,6 +97,32 @@ def test_joblib_launcher_on_a_fresh_store_loses_no_run(project, tmp_path, monkey
     assert {c.data.tags["compute.numpy_simd"] for c in children} == {"X86_V3"}
 
 
+def weights_md5(sweep_dir: Path) -> dict[str, str]:
+    found = sweep_dir.glob("*/models/model.npz")
+    return {p.parent.parent.name: hashlib.md5(p.read_bytes()).hexdigest() for p in found}
+
+
+def test_warm_launcher_jobs_run_in_forked_workers_bit_for_bit_as_joblib(
+    project, tmp_path, mlflow_store
+):
+    jobs = ["hydra.launcher.n_jobs=2", "optimizer=nesterov,adam", "seed=1,2"]
+    sweep(project, tmp_path / "joblib", "hydra/launcher=joblib", *jobs)
+    result = sweep(project, tmp_path / "warm", "hydra/launcher=warm", *jobs)
+    parents, children = runs_by_kind(mlflow_store)
+    warm = next(p for p in parents if p.data.tags["sweep.dir"] == str(tmp_path / "warm"))
+    assert warm.data.tags["sweep.launcher"].endswith("WarmLauncher")
+    warm_children = [c for c in children if c.data.tags["mlflow.parentRunId"] == warm.info.run_id]
+    assert len(warm_children) == 4 and all(c.info.status == "FINISHED" for c in warm_children)
+    assert_parent_summarises(warm, warm_children)
+    workers = {c.data.tags["pid"] for c in warm_children}
+    assert len(workers) <= 2 and warm.data.tags["pid"] not in workers  # forked, not the launcher
+    assert {c.data.tags["compute.blas_kernel"] for c in warm_children} == {"Haswell"}
+    # The same settings give the same weights, whichever process trained them.
+    assert len(weights_md5(tmp_path / "warm")) == 4
+    assert weights_md5(tmp_path / "warm") == weights_md5(tmp_path / "joblib")
+    assert "Traceback" not in result.stderr
+
+
 def test_a_failing_job_marks_its_run_and_the_parent_failed(project, tmp_path, mlflow_store):
     result = sweep(
         project, tmp_path / "sweep", "optimizer=gd", "train.batch_size=null",
@@ -109,7 +141,7 @@ def test_a_failing_job_marks_its_run_and_the_parent_failed(project, tmp_path, ml
 def test_optuna_sweeper_runs_trials_as_child_runs(project, tmp_path, mlflow_store):
     sweep(
         project, tmp_path / "sweep", "sweep=optuna", "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.n_jobs=2",  # both trials at once, on the preset's joblib launcher
+        "hydra.sweeper.n_jobs=2",  # both trials at once, on the preset's warm launcher
         "tracking.sweep_figures=true",  # and each draws and logs the three figures
     )  # fmt: skip
     (parent,), children = runs_by_kind(mlflow_store)

@@ -17,7 +17,7 @@ import pytest
 from pipeline.nn import MLP, model_to_arrays
 from pipeline.plumbing.files import save_arrays
 from pipeline.plumbing.schema import TrackingConfig
-from pipeline.tracking.registry import RegistryError, log_pyfunc_model, promote
+from pipeline.tracking.registry import MODEL_KIND_TAG, RegistryError, log_pyfunc_model, promote
 from pipeline.tracking.runs import Run
 from pipeline.tracking.store import open_store
 
@@ -134,3 +134,23 @@ def test_promote_moves_the_alias_to_a_version_or_a_runs_model(mlflow_store, tmp_
     with pytest.raises(RegistryError, match="cannot promote 'no-such-run'"):
         promote(NAME, ALIAS, "no-such-run")
     assert second.run_id != first.run_id
+
+
+def test_promote_makes_a_pyfunc_of_a_sweep_jobs_weights(mlflow_store, tmp_path):
+    experiment = open_store(TrackingConfig(True, None, "tests", NAME, ALIAS, True))
+    network = MLP.create((784, 8, 10), rng=np.random.default_rng(3))
+    weights = tmp_path / "model.npz"
+    save_arrays(weights, **model_to_arrays(network))
+    run = Run.start(experiment, "sweep job")
+    run.log_artifact(weights, "weights")  # what a sweep job logs (training_runs.log_evaluation)
+    run.set_tags({MODEL_KIND_TAG: "weights"})
+    run.end()
+    version = promote(NAME, ALIAS, run.run_id)
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(NAME, ALIAS).version) == version
+    finished = client.get_run(run.run_id)
+    assert finished.info.status == "FINISHED"  # logging the pyfunc left the run as it was
+    assert finished.data.tags[MODEL_KIND_TAG] == "pyfunc"
+    served = mlflow.pyfunc.load_model(f"models:/{NAME}@{ALIAS}")
+    images = np.random.default_rng(4).random((5, 784), dtype=np.float32)
+    assert served.predict(images)["digit"].tolist() == network.predict(images).tolist()

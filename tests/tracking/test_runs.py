@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 
 import mlflow
 import pytest
@@ -78,3 +79,46 @@ def test_epochs_sent_again_with_their_stamps_are_kept_once(mlflow_store):
     curves.flush()
     history = mlflow.MlflowClient().get_metric_history(run.run_id, "train/loss")
     assert sorted((point.step, point.value) for point in history) == [(1, 0.5), (2, 0.25)]
+
+
+def slowed(log_epochs, seconds: float):
+    def slow(*args, **kwargs):
+        time.sleep(seconds)  # a store far away: the epochs wait on the sender's thread
+        return log_epochs(*args, **kwargs)
+
+    return slow
+
+
+def test_epochs_waiting_to_be_sent_reach_a_run_that_ends_with_an_error(mlflow_store):
+    from pipeline.nn import EpochRecord
+    from pipeline.tracking.runs import end_quietly
+    from pipeline.tracking.training_runs import LiveCurves
+
+    run = Run.start(open_store(tracking()), "curves")
+    run.log_epochs = slowed(run.log_epochs, 0.3)
+    curves = LiveCurves(run)
+    started = time.monotonic()
+    for epoch in range(1, 6):
+        curves(EpochRecord(epoch, 1.0 / epoch, 0.9, 0.4, 0.91, 1e-3, 1.0))
+    assert time.monotonic() - started < 0.2  # training did not wait for the store
+    end_quietly(run, "FAILED", "training diverged")  # as `settled` ends it on an error
+    client = mlflow.MlflowClient()
+    assert client.get_run(run.run_id).info.status == "FAILED"
+    history = client.get_metric_history(run.run_id, "train/loss")
+    assert sorted(point.step for point in history) == [1, 2, 3, 4, 5]
+
+
+def test_a_bug_on_the_senders_thread_is_raised_by_flush(mlflow_store):
+    from pipeline.nn import EpochRecord
+    from pipeline.tracking.training_runs import LiveCurves
+
+    run = Run.start(open_store(tracking()), "curves")
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in logging, not the store")
+
+    run.log_epochs = broken
+    curves = LiveCurves(run)
+    curves(EpochRecord(1, 0.5, 0.9, 0.4, 0.91, 1e-3, 1.0))
+    with pytest.raises(ValueError, match="a bug in logging"):
+        curves.flush()

@@ -9,6 +9,7 @@ import mlflow
 import pytest
 
 from pipeline.plumbing.schema import TrackingConfig
+from pipeline.tracking import store
 from pipeline.tracking.store import TrackingError, open_store, store_uri
 
 
@@ -27,6 +28,8 @@ def test_a_new_store_is_created_with_the_experiment(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
     experiment_id = open_store(tracking(uri))
     assert mlflow.MlflowClient(uri).get_experiment(experiment_id).name == "tests"
+    assert open_store(tracking(uri)) == experiment_id  # remembered by this process
+    monkeypatch.setattr(store, "_opened", {})  # as another process, or a forked worker, finds it
     assert open_store(tracking(uri)) == experiment_id  # found, not created twice
 
 
