@@ -42,6 +42,7 @@ SELECTION_METRIC = "model/dev_accuracy"  # dev accuracy of the weights each job 
 STUDY_ENV = "PIPELINE_SHARED_STUDY"  # in the worker of a shared study: the study's name
 WORKER_ENV = "PIPELINE_SHARED_WORKER"  # and the worker, host:pid
 SHARED_SWEEPER = "hydra_plugins.pipeline_shared_study.SharedOptunaSweeper"  # sweeps/shared.py
+WARM_LAUNCHER = "hydra_plugins.pipeline_warm_launcher.WarmLauncher"  # sweeps/warm.py
 
 
 def parent_run_id() -> str | None:
@@ -87,11 +88,6 @@ class SweepRuns(Callback):
     """Opens the parent run before the jobs and summarises it after them."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        import mlflow  # here, not at the top: see the module docstring
-
-        from pipeline.tracking.store import open_store
-        from pipeline.tracking.training_runs import mark_stale_runs
-
         # Before any job: joblib's workers inherit the settings (and so compute alike).
         pin(config.compute, "sweep")  # may restart this process with them
         os.environ[LAUNCHER_ENV] = str(os.getpid())
@@ -101,8 +97,17 @@ class SweepRuns(Callback):
             os.environ[PARALLEL_JOBS_ENV] = str(jobs if isinstance(jobs, int) else 1)
             self.set_jobs = True
         tracking = tracking_of(config)
+        if warm_launcher(config):  # the disk reads while the imports and the store take time
+            from pipeline.sweeps.warm import read_ahead
+
+            read_ahead(tracking.enabled)
         if not tracking.enabled:
             return
+        import mlflow  # here, not at the top: see the module docstring
+
+        from pipeline.tracking.store import open_store
+        from pipeline.tracking.training_runs import mark_stale_runs
+
         experiment_id = open_store(tracking)
         os.environ[STORE_ENV] = mlflow.get_tracking_uri()
         # Once for the sweep, not in every job: runs left RUNNING by processes that are gone.
@@ -128,6 +133,11 @@ class SweepRuns(Callback):
             os.environ.pop(name, None)
         if getattr(self, "set_jobs", False):
             os.environ.pop(PARALLEL_JOBS_ENV, None)
+
+
+def warm_launcher(config: DictConfig) -> bool:
+    """Whether this sweep's jobs run in the warm launcher's forked workers (sweeps/warm.py)."""
+    return OmegaConf.select(config, "hydra.launcher._target_") == WARM_LAUNCHER
 
 
 def shared_study(config: DictConfig) -> bool:

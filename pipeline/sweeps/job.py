@@ -44,6 +44,10 @@ def run_sweep_job(
         from pipeline.tracking import training_runs
         from pipeline.tracking.runs import settled
 
+        # MLflow prints each run's link, after asking a server for the run: one request a job
+        # for a line the sweep's parent run (and its best child) already gives.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
         # The test set is read by this job too: its md5 and dataset go in with the others.
         data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV, "test": NORMALISED_TEST}
         run = training_runs.start_training_run(
@@ -59,11 +63,9 @@ def run_sweep_job(
             network, test, history, evaluate_outputs, config.tracking.sweep_figures
         )
         if run is not None:
-            training_runs.log_training(run, metrics, train_outputs, curves)
-            training_runs.log_evaluation(
-                run, config, test_metrics, evaluate_outputs, train_outputs.model,
-                test["images"][:2], register=False, weights_only=True,
-            )  # fmt: skip
+            training_runs.log_sweep_job(
+                run, config, metrics, test_metrics, train_outputs, evaluate_outputs, curves
+            )
     return metrics, test_metrics
 
 

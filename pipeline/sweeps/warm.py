@@ -20,6 +20,7 @@ ends the sweep with one line naming its exit (ending.py settles the runs).
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import signal
@@ -37,6 +38,7 @@ from pipeline.sweeps.callback import STORE_ENV
 
 _inherited: dict[str, Any] = {}  # what the workers find after the fork: Hydra's job context
 _pools: list[WarmPool] = []  # this process's pools, closed when its sweep ends
+_reading: dict[str, Any] = {}  # the data read ahead (read_ahead), and the threads reading it
 
 
 class WorkerDied(PipelineError):
@@ -69,6 +71,9 @@ class WarmPool:
                 job_sigterm=signal.getsignal(signal.SIGTERM),
             )
             write_phases("sweep-launcher")
+            # What the workers inherit is never garbage: keep the collector from walking it
+            # in every worker (and copying its pages on the way), as fork servers do.
+            gc.freeze()
             self.executor = ProcessPoolExecutor(
                 self.n_jobs, mp_context=multiprocessing.get_context("fork"), initializer=forked
             )
@@ -107,27 +112,41 @@ def close_pools() -> None:
             pool.executor.shutdown(wait=True)
 
 
-def warm_up() -> None:
-    """What every job needs and would otherwise load once per worker: the sweep job's modules,
-    the data, and (tracking on) the data's md5s, the packages and the code's state. Reading
-    and hashing the files wait on the disk more than on Python: they overlap the rest, on
-    threads that have ended before the workers are forked."""
+def read_ahead(tracking: bool) -> None:
+    """Start reading the data (and, tracking on, hashing it) on helper threads, while the
+    sweep's process goes on setting up: the sweep callback calls this first thing, so that
+    the disk works while Python imports MLflow and opens the store."""
     from pipeline.sweeps import job
 
-    with ThreadPoolExecutor(2, thread_name_prefix="warm-up") as helpers:
-        loading = helpers.submit(job.job_data)
-        if os.environ.get(STORE_ENV):  # the sweep callback opened a store: tracking is on
-            from pipeline.plumbing.files import file_md5
+    helpers = ThreadPoolExecutor(2, thread_name_prefix="read-ahead")
+    _reading["helpers"] = helpers
+    _reading["data"] = helpers.submit(job.job_data)
+    if tracking:
+        from pipeline.plumbing.files import file_md5
 
-            hashing = helpers.submit(lambda: [file_md5(p) for p in job.DATA_FILES if p.is_file()])
-            from pipeline.tracking import training_runs
-            from pipeline.tracking.tags import installed_packages
+        present = [path for path in job.DATA_FILES if path.is_file()]
+        _reading["md5s"] = helpers.submit(lambda: [file_md5(path) for path in present])
 
-            installed_packages()
-            training_runs.code_tags_once()
-            hashing.result()
+
+def warm_up() -> None:
+    """What every job needs and would otherwise load once per worker: the sweep job's modules,
+    the data, and (tracking on) the data's md5s, the packages and the code's state. The
+    helper threads have ended when this returns: no thread is running when workers fork."""
+    tracking = bool(os.environ.get(STORE_ENV))  # the sweep callback opened a store
+    if not _reading:
+        read_ahead(tracking)
+    if tracking:
+        from pipeline.tracking import training_runs
+        from pipeline.tracking.tags import installed_packages
+
+        installed_packages()
+        training_runs.code_tags_once()
+    helpers = _reading.pop("helpers")
+    for step in _reading.values():
         with contextlib.suppress(PipelineError):  # missing data: each job says so, with the fix
-            loading.result()
+            step.result()
+    helpers.shutdown(wait=True)
+    _reading.clear()
 
 
 def forked() -> None:

@@ -15,10 +15,11 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 
 from pipeline.plumbing.errors import interrupts_deferred
 from pipeline.plumbing.phases import phase
@@ -27,6 +28,7 @@ from pipeline.tracking.tags import SHARED_TRIAL_ENV, TRIAL_TAG
 
 PARAM_VALUE_LIMIT = 6000  # MLflow's maximum length of a param value
 DUPLICATE_KEY = re.compile(r"UniqueViolation|duplicate key value|UNIQUE constraint failed")
+UPLOADS_AT_ONCE = 4  # artifact uploads sent side by side
 DRAIN_SECONDS = 15.0  # what still sends to a run ending with an error gets at most this long
 DUPLICATE_TRIES = 4  # a row another run was inserting at the same moment is there by then
 
@@ -128,8 +130,28 @@ class Run:
 
     @whole
     def set_tags(self, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, as_param(value))
+        self.log_batch({}, tags)
+
+    @whole
+    def log_batch(self, metrics: dict[str, float], tags: dict[str, str]) -> None:
+        """Metrics (at step 0) and tags in one request."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+            tags=[RunTag(key, as_param(value)) for key, value in tags.items()],
+        )
+
+    def log_artifacts_together(self, files: list[tuple[Path, str | None]]) -> None:
+        """Upload (file, folder) pairs side by side; raise the first failure once all ended."""
+        if len(files) < 2:
+            for path, folder in files:
+                self.log_artifact(path, folder)
+            return
+        with ThreadPoolExecutor(min(len(files), UPLOADS_AT_ONCE)) as uploads:
+            done = [uploads.submit(self.log_artifact, path, folder) for path, folder in files]
+        for upload in done:
+            upload.result()
 
     @whole
     def end(self, status: str = "FINISHED") -> None:

@@ -7,8 +7,8 @@
     log_evaluation       test scores, the figures, and the model as a pyfunc (registry.py)
     reopen_training_run  the run that trained models/model.npz (found by the weights' SHA-256),
                          for `evaluate`; rebuilt from the files if the store lost it
-    LiveCurves           per-epoch curves, logged as each epoch ends (the trainer's `on_epoch`);
-                         a store that stops answering costs a warning, not the training
+    log_sweep_job        a sweep job's scores, tags and files, in as few requests as can be
+    LiveCurves           per-epoch curves (curves.py)
 
 Starting a run also ends, KILLED, the runs of this experiment left RUNNING by processes on
 this host that are gone (SIGKILL, or a store that was unreachable when the run should end).
@@ -19,13 +19,11 @@ from __future__ import annotations
 import functools
 import json
 import sys
-import threading
-import time
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from pipeline.nn import EpochRecord
 from pipeline.plumbing.config import flatten
@@ -33,9 +31,10 @@ from pipeline.plumbing.files import file_md5, file_sha256, read_columns
 from pipeline.plumbing.paths import EvaluateOutputs, TrainOutputs
 from pipeline.plumbing.phases import phase
 from pipeline.plumbing.schema import Config
+from pipeline.tracking.curves import LiveCurves
 from pipeline.tracking.registry import MODEL_KIND_TAG, WEIGHTS_ARTIFACT, log_pyfunc_model
 from pipeline.tracking.runs import Run, stale_runs
-from pipeline.tracking.store import StoreError, open_store, store_calls
+from pipeline.tracking.store import open_store, store_calls
 from pipeline.tracking.tags import (
     KIND_TAG,
     PACKAGES_ARTIFACT,
@@ -75,11 +74,16 @@ def start_training_run(
     with phase("log: params+curves"):
         tags = {**tags, **code, **(extra_tags or {})}
         run = Run.start(experiment_id, name, tags, flatten(asdict(config)), parent_id)
-    with phase("log: artifacts"):
-        run.log_text(resolved_yaml, "config.yaml")
-        run.log_text(packages, PACKAGES_ARTIFACT)
-        if patch:
-            run.log_text(patch, PATCH_ARTIFACT)
+    with phase("log: artifacts"), tempfile.TemporaryDirectory() as staging:
+        texts = {"config.yaml": resolved_yaml, PACKAGES_ARTIFACT: packages, PATCH_ARTIFACT: patch}
+        files = []
+        for artifact, text in texts.items():
+            if text:
+                path = Path(staging) / artifact
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+                files.append((path, str(Path(artifact).parent) if "/" in artifact else None))
+        run.log_artifacts_together(files)
     with phase("log: datasets+tags"):
         run.log_datasets(data_files, digests)
     return run
@@ -95,102 +99,13 @@ def code_tags_once() -> tuple[dict[str, str], str | None]:
     return code_tags()
 
 
-class LiveCurves:
-    """Logs each epoch's record as the epoch ends, from a thread of its own: the next epoch
-    does not wait for the store (a request to a server takes about 0.1 s), and the epochs
-    that ended while a request was out go together in the next one. If the store stops
-    answering, training goes on: one warning, a new try at most once every RETRY_AFTER
-    seconds, and the epochs missed are sent when it answers again, at the latest by `flush`
-    at the end of the run. However the run ends, the epochs waiting are tried before it does
-    (for at most runs.DRAIN_SECONDS when it ends with an error)."""
-
-    RETRY_AFTER = 60.0
-
-    def __init__(self, run: Run):
-        self.run = run
-        self.unsent: list[EpochRecord] = []
-        # When each unsent epoch ended: a request the store took but whose answer was lost is
-        # sent again with the same stamps, and the store keeps one copy.
-        self.stamps: list[int] = []
-        self.failing_since: float | None = None
-        self.waiting: list[tuple[EpochRecord, int]] = []  # handed over, not yet taken
-        self.lock = threading.Lock()
-        self.wake = threading.Event()
-        self.closing = False
-        self.error: BaseException | None = None  # what the thread met other than the store
-        # A daemon: a request hung on a dead server must not keep the process alive.
-        self.sender = threading.Thread(target=self.send_waiting, name="curves", daemon=True)
-        self.sender.start()
-        run.before_end.append(self.drain)
-
-    def __call__(self, record: EpochRecord) -> None:
-        with phase("log: params+curves"), self.lock:
-            self.waiting.append((record, int(time.time() * 1000)))
-            self.wake.set()
-
-    def send_waiting(self) -> None:
-        while True:
-            self.wake.wait()
-            with self.lock:
-                taken, self.waiting = self.waiting, []
-                self.wake.clear()
-                last = self.closing
-            try:
-                if taken:
-                    self.log(taken)
-            except BaseException as error:  # a bug, not the store: flush raises it
-                self.error = error
-                return
-            if last:
-                return
-
-    def log(self, taken: list[tuple[EpochRecord, int]]) -> None:
-        self.unsent += [record for record, _ in taken]
-        self.stamps += [stamp for _, stamp in taken]
-        if self.failing_since and time.monotonic() - self.failing_since < self.RETRY_AFTER:
-            return
-        try:
-            self.send()
-        except StoreError as error:
-            if self.failing_since is None:
-                tqdm.write(  # on a line of its own, above the progress bar
-                    f"train: warning: {error}, at epoch {taken[-1][0].epoch}; training goes "
-                    "on, and the curves are sent once the store answers again",
-                    file=sys.stderr,
-                )
-            self.failing_since = time.monotonic()
-
-    def drain(self, timeout: float | None = None) -> None:
-        """Let the thread try what is waiting (for at most `timeout` seconds), then end it."""
-        with self.lock:
-            self.closing = True
-            self.wake.set()
-        self.sender.join(timeout)
-
-    def flush(self) -> None:
-        """Send every epoch; raise `StoreError` if the store still does not answer."""
-        with phase("log: params+curves"):
-            self.drain()
-            if self.error is not None:
-                raise self.error
-            self.send()
-
-    def send(self) -> None:
-        if self.unsent:
-            self.run.log_epochs(self.unsent, self.stamps)
-            if self.failing_since is not None:
-                tqdm.write(f"train: the MLflow store answers again; {len(self.unsent)} epochs sent")
-            self.unsent, self.stamps = [], []
-        self.failing_since = None
-
-
 def log_training(
     run: Run, metrics: dict, outputs: TrainOutputs, curves: LiveCurves | None = None
 ) -> None:
     with phase("log: params+curves"):
         if curves is not None:  # epochs the store missed while training go first
             curves.flush()
-        log_scores(run, metrics)
+        run.log_metrics(score_values(metrics))
     with phase("log: datasets+tags"):
         run.set_tags({MODEL_TAG: file_sha256(outputs.model)})
     with phase("log: artifacts"):
@@ -198,7 +113,7 @@ def log_training(
         run.log_artifact(outputs.history, "reports")
 
 
-def log_scores(run: Run, metrics: dict) -> None:
+def score_values(metrics: dict) -> dict[str, float]:
     scores = {
         "best/dev_accuracy": metrics["best"]["dev_accuracy"],
         "best/epoch": metrics["best"]["epoch"],
@@ -206,7 +121,7 @@ def log_scores(run: Run, metrics: dict) -> None:
     }
     if "train_seconds" in metrics:  # not when a run is rebuilt from the files
         scores["train/seconds"] = metrics["train_seconds"]
-    run.log_metrics(scores)
+    return scores
 
 
 def test_metric_values(metrics: dict) -> dict[str, float]:
@@ -229,12 +144,9 @@ def log_evaluation(
     weights: Path,
     example: np.ndarray,
     register: bool,
-    weights_only: bool = False,
 ) -> None:
     """Test metrics, figures and reports into `run`; the model too if tracking.log_model, and
-    registered (moving the alias) if `register` and tracking.registered_model is set. A sweep
-    job logs its weights only (`weights_only`): one file, where a pyfunc is some twenty
-    (seconds through a server); `promote RUN_ID` makes the pyfunc from them (registry.py)."""
+    registered (moving the alias) if `register` and tracking.registered_model is set."""
     with phase("log: params+curves"):
         run.log_metrics(test_metric_values(metrics))
     with phase("log: artifacts"):
@@ -246,12 +158,35 @@ def log_evaluation(
     if config.tracking.log_model:
         name = config.tracking.registered_model if register else None
         with phase("log: model"), store_calls("log_model"):
-            if weights_only:
-                run.log_artifact(weights, str(Path(WEIGHTS_ARTIFACT).parent))
-                run.set_tags({MODEL_KIND_TAG: "weights"})
-            else:
-                log_pyfunc_model(run, weights, example, name, config.tracking.alias)
-                run.set_tags({MODEL_KIND_TAG: "pyfunc"})
+            log_pyfunc_model(run, weights, example, name, config.tracking.alias)
+            run.set_tags({MODEL_KIND_TAG: "pyfunc"})
+
+
+def log_sweep_job(
+    run: Run,
+    config: Config,
+    metrics: dict,
+    test_metrics: dict,
+    train_outputs: TrainOutputs,
+    evaluate_outputs: EvaluateOutputs,
+    curves: LiveCurves,
+) -> None:
+    """What a sweep job's run records at its end, as a pipeline run does, in fewer requests:
+    the scores and tags in one batch, the files uploaded side by side, and the model as its
+    weights only, one file where a pyfunc is some twenty (1.5 s a trial through a server);
+    `promote RUN_ID` makes the pyfunc from them (registry.py)."""
+    curves.flush()
+    tags = {MODEL_TAG: file_sha256(train_outputs.model)}
+    files = [(path, "reports") for path in (train_outputs.metrics, train_outputs.history)]
+    files.append((evaluate_outputs.metrics, "reports"))
+    files += [(path, "figures") for path in evaluate_outputs.figure_files() if path.is_file()]
+    if config.tracking.log_model:
+        tags[MODEL_KIND_TAG] = "weights"
+        files.append((train_outputs.model, str(Path(WEIGHTS_ARTIFACT).parent)))
+    with phase("log: params+curves"):
+        run.log_batch({**score_values(metrics), **test_metric_values(test_metrics)}, tags)
+    with phase("log: artifacts"):
+        run.log_artifacts_together(files)
 
 
 def training_run_of(experiment_id: str, weights: Path) -> str | None:

@@ -73,6 +73,13 @@ def test_a_two_job_sweep_is_one_parent_with_two_children(project, tmp_path, mlfl
         "config.yaml", "environment", "reports", "weights"
     }  # fmt: skip
     assert {c.data.tags["model.logged"] for c in children} == {"weights"}
+    # Scores, test metrics and the weights' hash arrive in one batch at the job's end.
+    weights = (tmp_path / "sweep").glob("*/models/model.npz")
+    saved = {hashlib.sha256(path.read_bytes()).hexdigest() for path in weights}
+    assert {c.data.tags["model.sha256"] for c in children} == saved
+    scores = {"best/dev_accuracy", "model/dev_accuracy", "test/f1_digit_9"}
+    assert all(scores <= set(c.data.metrics) for c in children)
+    assert all(c.data.tags["data.test.md5"] for c in children)  # with the run's start
     assert not (project / "models").exists()
     assert [p.name for p in (project / "reports").iterdir()] == ["mlflow_run.json"]  # untouched
 

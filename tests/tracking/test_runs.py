@@ -66,7 +66,7 @@ def test_stale_runs_of_dead_processes_are_found_and_marked(mlflow_store):
 
 def test_epochs_sent_again_with_their_stamps_are_kept_once(mlflow_store):
     from pipeline.nn import EpochRecord
-    from pipeline.tracking.training_runs import LiveCurves
+    from pipeline.tracking.curves import LiveCurves
 
     run = Run.start(open_store(tracking()), "curves")
     curves = LiveCurves(run)
@@ -91,8 +91,8 @@ def slowed(log_epochs, seconds: float):
 
 def test_epochs_waiting_to_be_sent_reach_a_run_that_ends_with_an_error(mlflow_store):
     from pipeline.nn import EpochRecord
+    from pipeline.tracking.curves import LiveCurves
     from pipeline.tracking.runs import end_quietly
-    from pipeline.tracking.training_runs import LiveCurves
 
     run = Run.start(open_store(tracking()), "curves")
     run.log_epochs = slowed(run.log_epochs, 0.3)
@@ -110,7 +110,7 @@ def test_epochs_waiting_to_be_sent_reach_a_run_that_ends_with_an_error(mlflow_st
 
 def test_a_bug_on_the_senders_thread_is_raised_by_flush(mlflow_store):
     from pipeline.nn import EpochRecord
-    from pipeline.tracking.training_runs import LiveCurves
+    from pipeline.tracking.curves import LiveCurves
 
     run = Run.start(open_store(tracking()), "curves")
 
@@ -122,3 +122,39 @@ def test_a_bug_on_the_senders_thread_is_raised_by_flush(mlflow_store):
     curves(EpochRecord(1, 0.5, 0.9, 0.4, 0.91, 1e-3, 1.0))
     with pytest.raises(ValueError, match="a bug in logging"):
         curves.flush()
+
+
+def test_files_uploaded_together_all_arrive_and_a_failure_is_one_store_error(
+    mlflow_store, tmp_path
+):
+    from pipeline.tracking.store import StoreError
+
+    run = Run.start(open_store(tracking()), "uploads")
+    files = []
+    for name in ("a.json", "b.csv", "c.txt"):
+        (tmp_path / name).write_text(name)
+        files.append((tmp_path / name, "reports" if name != "c.txt" else None))
+    run.log_artifacts_together(files)
+    client = mlflow.MlflowClient()
+    assert {info.path for info in client.list_artifacts(run.run_id, "reports")} == {
+        "reports/a.json", "reports/b.csv"
+    }  # fmt: skip
+    assert "c.txt" in {info.path for info in client.list_artifacts(run.run_id)}
+    with pytest.raises(StoreError, match="log_artifact"):
+        run.log_artifacts_together([(tmp_path / "a.json", "again"), (tmp_path / "gone", "again")])
+    assert [info.path for info in client.list_artifacts(run.run_id, "again")] == ["again/a.json"]
+
+
+def test_tags_and_metrics_go_in_one_batch(mlflow_store):
+    run = Run.start(open_store(tracking()), "batch")
+    calls = []
+    log_batch = run.client.log_batch
+    run.client.log_batch = lambda *args, **kwargs: calls.append(1) or log_batch(*args, **kwargs)
+    run.log_batch({"test/accuracy": 0.5, "best/epoch": 3}, {"model.sha256": "ab", "k": "v"})
+    run.set_tags({"x": "1", "y": "2"})
+    assert len(calls) == 2  # one request each, not one per tag
+    logged = mlflow.MlflowClient().get_run(run.run_id).data
+    assert logged.metrics == {"test/accuracy": 0.5, "best/epoch": 3.0}
+    assert {key: logged.tags[key] for key in ("model.sha256", "k", "x", "y")} == {
+        "model.sha256": "ab", "k": "v", "x": "1", "y": "2"
+    }  # fmt: skip
