@@ -15,6 +15,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,6 +58,8 @@ class Run:
         self.client = mlflow.MlflowClient()
         # Called with a time limit before the run ends: what still sends to it (LiveCurves).
         self.before_end: list = []
+        self.writer: ThreadPoolExecutor | None = None  # writes that overlap the training
+        self.writes: list = []
 
     @classmethod
     @whole
@@ -142,6 +145,26 @@ class Run:
             tags=[RunTag(key, as_param(value)) for key, value in tags.items()],
         )
 
+    def later(self, write, *args) -> None:
+        """Do `write(*args)` on the run's own thread, while the training goes on; the run
+        waits for it before its end (`settle_writes`)."""
+        if self.writer is None:
+            self.writer = ThreadPoolExecutor(1, thread_name_prefix="run-writes")
+            self.before_end.append(self.settle_writes)
+        self.writes.append(self.writer.submit(write, *args))
+
+    def settle_writes(self, timeout: float | None = None) -> None:
+        """Wait for the writes handed to `later` (at most `timeout` seconds); raise the first
+        that failed (a `StoreError`, one line)."""
+        if self.writer is None:
+            return
+        futures.wait(self.writes, timeout)
+        self.writer.shutdown(wait=False, cancel_futures=True)
+        writes, self.writer, self.writes = self.writes, None, []
+        for write in writes:
+            if write.done() and not write.cancelled() and write.exception() is not None:
+                raise write.exception()
+
     def log_artifacts_together(self, files: list[tuple[Path, str | None]]) -> None:
         """Upload (file, folder) pairs side by side; raise the first failure once all ended."""
         if len(files) < 2:
@@ -194,6 +217,8 @@ def settled(run: Run | None) -> Iterator[Run | None]:
         return
     try:
         yield run
+        with phase("log: store"):
+            run.settle_writes()  # a write that failed fails the run
     except (Exception, KeyboardInterrupt) as error:
         status, message = failure_status(error)
         end_quietly(run, status, message)

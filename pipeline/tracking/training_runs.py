@@ -74,19 +74,25 @@ def start_training_run(
     with phase("log: params+curves"):
         tags = {**tags, **code, **(extra_tags or {})}
         run = Run.start(experiment_id, name, tags, flatten(asdict(config)), parent_id)
-    with phase("log: artifacts"), tempfile.TemporaryDirectory() as staging:
-        texts = {"config.yaml": resolved_yaml, PACKAGES_ARTIFACT: packages, PATCH_ARTIFACT: patch}
+    texts = {"config.yaml": resolved_yaml, PACKAGES_ARTIFACT: packages, PATCH_ARTIFACT: patch}
+    # Both overlap the training, on the run's own thread (runs.Run.later).
+    with phase("log: artifacts"):
+        run.later(upload_texts, run, {name: text for name, text in texts.items() if text})
+    with phase("log: datasets+tags"):
+        run.later(run.log_datasets, data_files, digests)
+    return run
+
+
+def upload_texts(run: Run, texts: dict[str, str]) -> None:
+    """Texts as the run's artifacts (`folder/name` puts one in a folder), side by side."""
+    with tempfile.TemporaryDirectory() as staging:
         files = []
         for artifact, text in texts.items():
-            if text:
-                path = Path(staging) / artifact
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
-                files.append((path, str(Path(artifact).parent) if "/" in artifact else None))
+            path = Path(staging) / artifact
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            files.append((path, str(Path(artifact).parent) if "/" in artifact else None))
         run.log_artifacts_together(files)
-    with phase("log: datasets+tags"):
-        run.log_datasets(data_files, digests)
-    return run
 
 
 def mark_stale_runs(experiment_id: str, who: str) -> None:
@@ -103,6 +109,7 @@ def log_training(
     run: Run, metrics: dict, outputs: TrainOutputs, curves: LiveCurves | None = None
 ) -> None:
     with phase("log: params+curves"):
+        run.settle_writes()  # the start's files and datasets, sent while it trained
         if curves is not None:  # epochs the store missed while training go first
             curves.flush()
         run.log_metrics(score_values(metrics))
@@ -175,7 +182,9 @@ def log_sweep_job(
     the scores and tags in one batch, the files uploaded side by side, and the model as its
     weights only, one file where a pyfunc is some twenty (1.5 s a trial through a server);
     `promote RUN_ID` makes the pyfunc from them (registry.py)."""
-    curves.flush()
+    with phase("log: params+curves"):
+        run.settle_writes()  # the start's files and datasets, sent while it trained
+        curves.flush()
     tags = {MODEL_TAG: file_sha256(train_outputs.model)}
     files = [(path, "reports") for path in (train_outputs.metrics, train_outputs.history)]
     files.append((evaluate_outputs.metrics, "reports"))

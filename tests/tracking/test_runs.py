@@ -158,3 +158,22 @@ def test_tags_and_metrics_go_in_one_batch(mlflow_store):
     assert {key: logged.tags[key] for key in ("model.sha256", "k", "x", "y")} == {
         "model.sha256": "ab", "k": "v", "x": "1", "y": "2"
     }  # fmt: skip
+
+
+def test_a_write_done_later_that_fails_fails_the_run_in_one_line(mlflow_store):
+    from pipeline.tracking.store import StoreError
+
+    run = Run.start(open_store(tracking()), "later")
+    overlapped = []
+
+    def store_gone():
+        raise StoreError("the MLflow store x failed in log_inputs (connection refused)")
+
+    run.later(overlapped.append, "the start's files")  # runs while the block goes on
+    run.later(store_gone)
+    with pytest.raises(StoreError, match="failed in log_inputs"), settled(run):
+        pass
+    assert overlapped == ["the start's files"]
+    ended = mlflow.MlflowClient().get_run(run.run_id)
+    assert ended.info.status == "FAILED"
+    assert "failed in log_inputs" in ended.data.tags["error"]
