@@ -16,12 +16,13 @@ import numpy as np
 
 from pipeline.evaluation import figures
 from pipeline.evaluation.scoring import classification_report, confusion_matrix
-from pipeline.nn import MLP, ModelFormatError, model_from_arrays
+from pipeline.nn import MLP
 from pipeline.nn.fitting import predict_and_score
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.files import write_json, write_text
 from pipeline.plumbing.paths import EvaluateOutputs
 from pipeline.plumbing.phases import phase
+from pipeline.serving.weights import WeightsError, load_network
 
 NUM_CLASSES = 10
 
@@ -31,14 +32,9 @@ def load_model(path: Path) -> MLP:
     if not path.is_file():
         raise PipelineError(f"{path} is missing: run `dvc repro train` first")
     try:
-        with np.load(path, allow_pickle=False) as arrays:
-            return model_from_arrays(arrays, source=str(path))
-    except ModelFormatError as error:
-        raise PipelineError(f"{error}: re-run `dvc repro -f train`") from None
-    except (OSError, ValueError) as error:
-        raise PipelineError(
-            f"{path} is unreadable ({error}): re-run `dvc repro -f train`"
-        ) from None
+        return load_network(path, fix="rebuild it with `dvc repro -f train`")
+    except WeightsError as error:
+        raise PipelineError(str(error)) from None
 
 
 def confusion_csv(labels: np.ndarray, predicted: np.ndarray) -> str:

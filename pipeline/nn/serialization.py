@@ -10,6 +10,8 @@ raises `ModelFormatError` naming what is wrong, never a shape error deep in a ma
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from itertools import pairwise
 
 import numpy as np
@@ -18,6 +20,24 @@ from pipeline.nn.activations import ACTIVATIONS
 from pipeline.nn.model import MLP
 
 FORMAT = "pipeline.mlp/1"
+
+
+# What np.load and reading an .npz's arrays raise for a damaged file (cut short, emptied,
+# bytes changed, another format under the name).
+READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+def damage_reason(error: BaseException) -> str:
+    """A few words for why an .npz could not be read, for a one-line message: never numpy's
+    advice to load a file that is not an archive with allow_pickle=True."""
+    text = str(error).strip().split("\n")[0]
+    if "pickle" in text or "not a zip" in text:
+        return "not an .npz archive"
+    if "CRC" in text or isinstance(error, zlib.error):
+        return "its bytes changed since it was written"
+    if isinstance(error, EOFError) or "truncated" in text or "negative seek" in text:
+        return "cut short"
+    return text[:200] or type(error).__name__
 
 
 class ModelFormatError(ValueError):

@@ -132,15 +132,35 @@ def load_arrays(path: str | os.PathLike, names: tuple[str, ...], made_by: str) -
     if not path.is_file():
         raise PipelineError(f"{path} is missing: run `dvc repro {made_by}` first")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a lone .npy array under the name
+            raise ValueError("not an .npz archive")
+        with loaded as archive:
             missing = [name for name in names if name not in archive.files]
             if missing:
                 raise PipelineError(f"{path} lacks the arrays {missing}: {fix}")
             return {name: archive[name] for name in names}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        # numpy's own words for a file that is not a zip advise allow_pickle=True: never that.
-        reason = "not an .npz archive" if "pickle" in str(error) else f"{error}".split("\n")[0]
-        raise PipelineError(f"{path} is damaged ({reason}): {fix}") from None
+    except READ_ERRORS as error:
+        raise PipelineError(f"{path} is damaged ({damage_reason(error)}): {fix}") from None
+
+
+# What np.load and reading an .npz's arrays raise for a damaged file (cut short, emptied,
+# bytes changed, another format under the name). The same as the core's, nn/serialization.py,
+# which reads models: the layers keep the plumbing and the core apart.
+READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+def damage_reason(error: BaseException) -> str:
+    """A few words for why an .npz could not be read, for a one-line message: never numpy's
+    advice to load a file that is not an archive with allow_pickle=True."""
+    text = str(error).strip().split("\n")[0]
+    if "pickle" in text or "not a zip" in text:
+        return "not an .npz archive"
+    if "CRC" in text or isinstance(error, zlib.error):
+        return "its bytes changed since it was written"
+    if isinstance(error, EOFError) or "truncated" in text or "negative seek" in text:
+        return "cut short"
+    return text[:200] or type(error).__name__
 
 
 def file_md5(path: str | os.PathLike) -> str:

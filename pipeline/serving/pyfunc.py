@@ -23,7 +23,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from pipeline.nn import MLP, model_from_arrays
+from pipeline.nn import MLP
+from pipeline.serving.weights import load_network
 
 
 class BadImages(MlflowException):
@@ -107,9 +108,11 @@ class DigitClassifier(mlflow.pyfunc.PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context):
-        weights = context.artifacts["weights"]
-        with np.load(weights, allow_pickle=False) as arrays:
-            self.network = model_from_arrays(arrays, source=weights)
+        self.network = load_network(
+            context.artifacts["weights"],
+            fix="log the model again (`python -m pipeline.runs promote RUN_ID` logs a run's "
+            "model from its weights)",
+        )
 
     def predict(self, context, model_input, params=None):
         return predictions_frame(self.network, as_images(model_input, self.network.sizes[0]))

@@ -29,10 +29,10 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 
-from pipeline.nn import model_from_arrays
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.paths import ROOT
 from pipeline.serving.pyfunc import predictions_frame
+from pipeline.serving.weights import WeightsError, load_network
 
 PACKAGE = ROOT / "pipeline"
 SHIPPED = ("nn", "serving")  # sub-packages of `pipeline` the served model imports
@@ -83,8 +83,10 @@ def signature(network, example) -> ModelSignature:
 
 
 def pyfunc_arguments(weights: Path, example, staging: Path, with_example: bool) -> dict:
-    with np.load(weights, allow_pickle=False) as arrays:
-        network = model_from_arrays(arrays, source=str(weights))
+    try:
+        network = load_network(weights, fix="train it again, or log another run's model")
+    except WeightsError as error:
+        raise RegistryError(str(error)) from None
     return {
         "python_model": str(MODEL_CODE),  # models from code, no pickle
         "artifacts": {"weights": str(weights)},
