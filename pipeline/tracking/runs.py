@@ -24,7 +24,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from pipeline.plumbing.errors import interrupts_deferred
 from pipeline.plumbing.phases import phase
-from pipeline.tracking.store import store_calls
+from pipeline.tracking.store import StoreError, store_calls
 from pipeline.tracking.tags import SHARED_TRIAL_ENV, TRIAL_TAG
 
 PARAM_VALUE_LIMIT = 6000  # MLflow's maximum length of a param value
@@ -151,19 +151,24 @@ class Run:
         if self.writer is None:
             self.writer = ThreadPoolExecutor(1, thread_name_prefix="run-writes")
             self.before_end.append(self.settle_writes)
-        self.writes.append(self.writer.submit(write, *args))
+        self.writes.append((self.writer.submit(as_store_call, write, args), write, args))
 
     def settle_writes(self, timeout: float | None = None) -> None:
-        """Wait for the writes handed to `later` (at most `timeout` seconds); raise the first
-        that failed (a `StoreError`, one line)."""
+        """Wait for the writes handed to `later` (at most `timeout` seconds). One that failed
+        because the store did not answer is made once more, now (a store that was away while
+        the run trained may be back; every such write can be made twice); one that fails
+        again raises its `StoreError` (one line)."""
         if self.writer is None:
             return
-        futures.wait(self.writes, timeout)
+        futures.wait([future for future, _, _ in self.writes], timeout)
         self.writer.shutdown(wait=False, cancel_futures=True)
         writes, self.writer, self.writes = self.writes, None, []
-        for write in writes:
-            if write.done() and not write.cancelled() and write.exception() is not None:
-                raise write.exception()
+        for future, write, args in writes:
+            if not future.done() or future.cancelled() or future.exception() is None:
+                continue
+            if not isinstance(future.exception(), StoreError):
+                raise future.exception()
+            as_store_call(write, args)
 
     def log_artifacts_together(self, files: list[tuple[Path, str | None]]) -> None:
         """Upload (file, folder) pairs side by side; raise the first failure once all ended."""
@@ -182,6 +187,12 @@ class Run:
             with contextlib.suppress(Exception):  # ending the run matters more
                 drain(DRAIN_SECONDS)
         self.client.set_terminated(self.run_id, status)
+
+
+def as_store_call(write, args: tuple) -> None:
+    """`write(*args)`, any failure of the store in it a one-line `StoreError`."""
+    with store_calls(getattr(write, "__name__", "a write")):
+        write(*args)
 
 
 def log_inputs(client, run_id: str, inputs: list) -> None:

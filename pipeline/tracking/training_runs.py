@@ -59,13 +59,12 @@ def start_training_run(
     extra_tags: dict[str, str] | None = None,
 ) -> Run:
     """Open the store (failing now, before training, if it cannot be used) and start a run
-    that records all `python -m pipeline.reproduce` needs to make it again. A sweep job (with
-    `parent_id`) leaves stale runs to its launcher, and takes the code's state as its worker
-    process first read it: the code it runs is the code it imported then."""
+    that records all `python -m pipeline.reproduce` needs to make it again; its files and
+    datasets, and the marking of stale runs, go on the run's thread while it trains. A sweep
+    job (with `parent_id`) leaves stale runs to its launcher, and takes the code's state as
+    its worker process first read it: the code it runs is the code it imported then."""
     with phase("log: store"):
         experiment_id = open_store(config.tracking)
-        if parent_id is None:  # a sweep's launcher marks them once for all its jobs
-            mark_stale_runs(experiment_id, "train")
     with phase("log: datasets+tags"):
         packages = installed_packages()
         digests = {role: file_md5(path) for role, path in data_files.items()}
@@ -80,6 +79,8 @@ def start_training_run(
         run.later(upload_texts, run, {name: text for name, text in texts.items() if text})
     with phase("log: datasets+tags"):
         run.later(run.log_datasets, data_files, digests)
+    if parent_id is None:  # a sweep's launcher marks them once for all its jobs
+        run.later(mark_stale_runs, experiment_id, "train")
     return run
 
 
@@ -112,12 +113,9 @@ def log_training(
         run.settle_writes()  # the start's files and datasets, sent while it trained
         if curves is not None:  # epochs the store missed while training go first
             curves.flush()
-        run.log_metrics(score_values(metrics))
-    with phase("log: datasets+tags"):
-        run.set_tags({MODEL_TAG: file_sha256(outputs.model)})
+        run.log_batch(score_values(metrics), {MODEL_TAG: file_sha256(outputs.model)})
     with phase("log: artifacts"):
-        run.log_artifact(outputs.metrics, "reports")
-        run.log_artifact(outputs.history, "reports")
+        run.log_artifacts_together([(outputs.metrics, "reports"), (outputs.history, "reports")])
 
 
 def score_values(metrics: dict) -> dict[str, float]:

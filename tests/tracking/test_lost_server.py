@@ -20,9 +20,9 @@ from tests.conftest import QUICK, free_port, project_with_data, run, tool_env, w
 
 pytestmark = pytest.mark.slow
 
-# Long enough (about 15 s here) to stop and restart the server while it trains: the curves
+# Long enough (about 13 s here) to stop and restart the server while it trains: the curves
 # go to the store from a thread of their own, so epochs of a tiny network do not wait for it.
-EPOCHS = 7500
+EPOCHS = 15000
 LONG = ["model.hidden=[16]", f"train.epochs={EPOCHS}", "train.max_shift=0"]
 OUTPUTS = ["models/model.npz", "reports/train_metrics.json", "reports/train_history.csv"]
 

@@ -170,10 +170,47 @@ def test_a_write_done_later_that_fails_fails_the_run_in_one_line(mlflow_store):
         raise StoreError("the MLflow store x failed in log_inputs (connection refused)")
 
     run.later(overlapped.append, "the start's files")  # runs while the block goes on
-    run.later(store_gone)
+    run.later(store_gone)  # fails on the run's thread, and again when the run settles
     with pytest.raises(StoreError, match="failed in log_inputs"), settled(run):
         pass
     assert overlapped == ["the start's files"]
     ended = mlflow.MlflowClient().get_run(run.run_id)
     assert ended.info.status == "FAILED"
     assert "failed in log_inputs" in ended.data.tags["error"]
+
+
+def test_a_write_that_failed_while_the_store_was_away_is_made_again(mlflow_store):
+    from pipeline.tracking.store import StoreError
+
+    run = Run.start(open_store(tracking()), "later")
+    tries = []
+
+    def away_then_back():
+        tries.append(1)
+        if len(tries) == 1:
+            raise StoreError("the MLflow store x failed in log_artifact (connection refused)")
+
+    run.later(away_then_back)
+    with settled(run):
+        pass
+    assert len(tries) == 2
+    assert mlflow.MlflowClient().get_run(run.run_id).info.status == "FINISHED"
+
+
+def test_a_store_failure_in_a_write_done_later_is_one_store_error(mlflow_store):
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.tracking.store import StoreError
+
+    run = Run.start(open_store(tracking()), "later")
+
+    def search_runs():  # as marking stale runs fails with the server gone
+        raise MlflowException(
+            "API request to http://127.0.0.1:1/api/2.0/mlflow/runs/search\nfailed"
+        )
+
+    run.later(search_runs)
+    with pytest.raises(StoreError) as raised, settled(run):
+        pass
+    assert "failed in search_runs (API request to" in str(raised.value)
+    assert "\n" not in str(raised.value)
