@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.evaluation.reports import evaluate_model, load_model
 from pipeline.nn import set_lanes
 from pipeline.plumbing.compute import lanes_for, pin
-from pipeline.plumbing.config import run_by_dvc, stage_config
+from pipeline.plumbing.config import params_readable, run_by_dvc, stage_config
 from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import stage_errors
 from pipeline.plumbing.files import read_columns, replaced_together
@@ -85,4 +85,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    params_readable("evaluate")
     main()

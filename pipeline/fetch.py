@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from pipeline.data.sources import fetch_mnist
-from pipeline.plumbing.config import stage_config
+from pipeline.plumbing.config import params_readable, stage_config
 from pipeline.plumbing.errors import stage_errors
 from pipeline.plumbing.paths import RAW_DIR
 
@@ -26,4 +26,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    params_readable("fetch")
     main()

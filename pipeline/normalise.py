@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from pipeline.data.normalisation import normalise_mnist
 from pipeline.plumbing.compute import pin
-from pipeline.plumbing.config import stage_config
+from pipeline.plumbing.config import params_readable, stage_config
 from pipeline.plumbing.errors import stage_errors
 from pipeline.plumbing.files import replaced_together
 from pipeline.plumbing.paths import DATA_STATS, NORMALISED_TEST, NORMALISED_TRAIN, RAW_DIR, ROOT
@@ -34,4 +34,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    params_readable("normalise")
     main()

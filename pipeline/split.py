@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from pipeline.data.dev_split import split_dataset
-from pipeline.plumbing.config import stage_config
+from pipeline.plumbing.config import params_readable, stage_config
 from pipeline.plumbing.errors import stage_errors
 from pipeline.plumbing.files import replaced_together
 from pipeline.plumbing.paths import NORMALISED_TRAIN, ROOT, SPLIT_DEV, SPLIT_TRAIN
@@ -32,4 +32,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    params_readable("split")
     main()

@@ -38,7 +38,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.plumbing.compute import check_in_force, pin
-from pipeline.plumbing.config import run_by_dvc, stage_config
+from pipeline.plumbing.config import params_readable, run_by_dvc, stage_config
 from pipeline.plumbing.errors import PipelineError, stage_errors
 from pipeline.plumbing.files import replaced_together, write_json
 from pipeline.plumbing.paths import (
@@ -151,5 +151,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    params_readable("train")
     with settled_sweep():  # a sweep stopped or failed: every run ended, no worker left
         main()

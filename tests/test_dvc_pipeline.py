@@ -198,6 +198,12 @@ def test_the_pipeline_run_is_one_complete_mlflow_run(reproduced, tmp_path):
     tags = logged.data.tags
     commit = run(["git", "rev-parse", "HEAD~1"], project).stdout.strip()  # before "reproduced"
     assert tags["pipeline.kind"] == "pipeline" and tags["mlflow.source.git.commit"] == commit
+    # The UI's Source column, as MLflow's own runs fill it: the entry point, local.
+    assert (tags["mlflow.source.name"], tags["mlflow.source.type"]) == (
+        "pipeline/train.py",
+        "LOCAL",
+    )
+    assert tags["mlflow.user"]
     # Clean: what `dvc repro` itself rewrote (dvc.lock, reports/) is a result, not a change.
     assert tags["git.dirty"] == "false" and "git.patch_sha256" not in tags
     # The data by DVC's own hashes (their keys in the cache), and as the UI's datasets.

@@ -32,7 +32,7 @@ def damage_reason(error: BaseException) -> str:
     advice to load a file that is not an archive with allow_pickle=True."""
     text = str(error).strip().split("\n")[0]
     if "pickle" in text or "not a zip" in text:
-        return "not an .npz archive"
+        return "not a whole .npz archive: cut short, or another format"
     if "CRC" in text or isinstance(error, zlib.error):
         return "its bytes changed since it was written"
     if isinstance(error, EOFError) or "truncated" in text or "negative seek" in text:

@@ -15,9 +15,11 @@ The commands are in pipeline/params.py:
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 from dvc.utils.hydra import compose_and_dump
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -38,6 +40,42 @@ REFRESH = "run `make params` (python -m pipeline.params compose) to recompose it
 
 class ConfigError(PipelineError):
     """The config is invalid or params.yaml is out of date."""
+
+
+PARAMS_FIX = (
+    "compose it again with `make params` (python -m pipeline.params compose), or take the "
+    "committed one back with `git checkout params.yaml`"
+)
+
+
+def load_params(path: Path = PARAMS) -> DictConfig:
+    """params.yaml as a config; a `PipelineError` naming the file and the fix if it is not a
+    YAML mapping (cut short, emptied, bytes changed, another format under the name)."""
+    if not path.is_file():
+        raise PipelineError(f"{path.name} is missing: {PARAMS_FIX}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+        if not text.strip():
+            raise ValueError("empty")
+        loaded = OmegaConf.create(yaml.safe_load(text))
+    except (UnicodeDecodeError, yaml.YAMLError, OmegaConfBaseException, ValueError) as error:
+        reason = str(error).strip().splitlines()[0][:160] if str(error) else type(error).__name__
+        raise PipelineError(f"{path.name} is damaged ({reason}): {PARAMS_FIX}") from None
+    if not isinstance(loaded, DictConfig):
+        raise PipelineError(f"{path.name} is damaged (not a YAML mapping): {PARAMS_FIX}")
+    return loaded
+
+
+def params_readable(stage: str) -> None:
+    """Before Hydra reads params.yaml (a stage run with `--config-name from_params`, as DVC
+    runs them): end with one line if it cannot be read, rather than Hydra's stack trace."""
+    if "from_params" not in sys.argv:
+        return
+    try:
+        load_params()
+    except PipelineError as error:
+        print(f"{stage}: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def compose_conf(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:

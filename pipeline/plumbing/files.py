@@ -155,7 +155,7 @@ def damage_reason(error: BaseException) -> str:
     advice to load a file that is not an archive with allow_pickle=True."""
     text = str(error).strip().split("\n")[0]
     if "pickle" in text or "not a zip" in text:
-        return "not an .npz archive"
+        return "not a whole .npz archive: cut short, or another format"
     if "CRC" in text or isinstance(error, zlib.error):
         return "its bytes changed since it was written"
     if isinstance(error, EOFError) or "truncated" in text or "negative seek" in text:
@@ -181,6 +181,24 @@ def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def read_json(path: str | os.PathLike, made_by: str) -> dict:
+    """A JSON object written by stage `made_by` (its metrics); one line naming the fix if it is
+    missing or damaged."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} is missing: run `dvc repro {made_by}` first")
+    try:
+        loaded = json.loads(path.read_bytes().decode("utf-8"))
+        if not isinstance(loaded, dict):
+            raise ValueError("not a JSON object")
+    except (UnicodeDecodeError, ValueError) as error:
+        reason = str(error).splitlines()[0][:160]
+        raise PipelineError(
+            f"{path} is damaged ({reason}): rebuild it with `dvc repro -f {made_by}`"
+        ) from None
+    return loaded
 
 
 def read_columns(path: str | os.PathLike, made_by: str) -> dict[str, np.ndarray]:

@@ -149,11 +149,13 @@ def start_parent(config: DictConfig, name: str, tags: dict[str, str]) -> str:
     """Start the sweep's parent run in the store the callback opened; return its id."""
     from pipeline.tracking.runs import Run  # here, not at the top: see the module docstring
     from pipeline.tracking.store import open_store
-    from pipeline.tracking.tags import KIND_TAG
+    from pipeline.tracking.tags import KIND_TAG, code_tags, source_tags
 
     tracking = tracking_of(config)
     overrides = " ".join(config.hydra.overrides.task)
     tags = {
+        **source_tags(),
+        "mlflow.source.git.commit": code_tags()[0].get("mlflow.source.git.commit", ""),
         KIND_TAG: "sweep",
         "sweep.sweeper": str(config.hydra.sweeper._target_),
         "sweep.launcher": str(config.hydra.launcher._target_),

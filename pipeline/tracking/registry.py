@@ -158,5 +158,10 @@ def pyfunc_from_weights(run_id: str) -> None:
             run_id=run_id, artifact_path=WEIGHTS_ARTIFACT, dst_path=folder
         )
         example = np.zeros((2, 784), dtype=np.float32)
-        log_pyfunc_model(Run(run_id), Path(weights), example, None, "", with_example=True)
+        try:
+            log_pyfunc_model(Run(run_id), Path(weights), example, None, "", with_example=True)
+        except RegistryError as error:  # name the file as the store holds it, not our copy
+            raise RegistryError(
+                str(error).replace(str(weights), f"run {run_id}'s {WEIGHTS_ARTIFACT}")
+            ) from None
     mlflow.MlflowClient().set_tag(run_id, MODEL_KIND_TAG, "pyfunc")

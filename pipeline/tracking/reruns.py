@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import mlflow
+import yaml
 from mlflow.exceptions import MlflowException
 
 from pipeline.plumbing.errors import PipelineError
@@ -52,8 +54,34 @@ def artifact_text(client: mlflow.MlflowClient, run_id: str, path: str) -> str | 
             local = client.download_artifacts(run_id, path, scratch)
         except (MlflowException, OSError):
             return None
-        with open(local) as handle:
-            return handle.read()
+        try:
+            return Path(local).read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise PipelineError(
+                f"run {run_id}'s record {path} is damaged (not text): {RECORD_FIX}"
+            ) from None
+
+
+RECORD_FIX = (
+    "the run cannot be re-run from it; its params hold the same config, to train it again by "
+    "hand (python -m pipeline.train key=value …)"
+)
+
+
+def check_record_config(run_id: str, config_yaml: str) -> None:
+    """The recorded config.yaml is a whole config of this project, or one line says not."""
+    from pipeline.plumbing.config import validate
+
+    try:
+        loaded = yaml.safe_load(config_yaml)
+        if not isinstance(loaded, dict):
+            raise ValueError("empty" if loaded is None else "not a YAML mapping")
+        validate(loaded)
+    except (yaml.YAMLError, ValueError, PipelineError) as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error) else type(error).__name__
+        raise PipelineError(
+            f"run {run_id}'s record config.yaml is damaged ({reason}): {RECORD_FIX}"
+        ) from None
 
 
 def recorded_run(run_id: str) -> RecordedRun:
@@ -80,6 +108,7 @@ def recorded_run(run_id: str) -> RecordedRun:
     config_yaml = artifact_text(client, run_id, "config.yaml")
     if config_yaml is None:
         raise PipelineError(f"run {run_id} has no config.yaml artifact: it cannot be re-run")
+    check_record_config(run_id, config_yaml)
     patch = None
     if tags.get("git.dirty") == "true":
         patch = artifact_text(client, run_id, PATCH_ARTIFACT)

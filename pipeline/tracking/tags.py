@@ -16,12 +16,14 @@ a re-run differs.
 from __future__ import annotations
 
 import functools
+import getpass
 import hashlib
 import os
 import platform
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import warnings
 from importlib import metadata
@@ -97,6 +99,24 @@ def installed_packages() -> str:
     return "\n".join(sorted(found)) + "\n"
 
 
+def source_tags() -> dict[str, str]:
+    """What MLflow's own runs record of their source (the UI's Source and User columns): the
+    entry point that runs, relative to the project (pipeline/train.py), and the user. The
+    commit is `code_tags`'s mlflow.source.git.commit."""
+    entry = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    if entry is None or not entry.is_file():
+        name = "python"  # an interactive session, `python -c`
+    elif entry.is_relative_to(ROOT):
+        name = entry.relative_to(ROOT).as_posix()
+    else:
+        name = entry.name
+    return {
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.name": name,
+        "mlflow.user": getpass.getuser(),
+    }
+
+
 def environment_tags(packages: str) -> dict[str, str]:
     return {
         "env.lock_sha256": file_sha256(LOCK_FILE) if LOCK_FILE.is_file() else "none",
@@ -115,6 +135,7 @@ def run_tags(
         "host": socket.gethostname(),
         "pid": str(os.getpid()),  # with host: lets `stale` tell a dead run from a live one
     }
+    tags.update(source_tags())
     tags.update(in_force(compute_preset))
     tags.update(environment_tags(packages))
     tags.update({f"data.{role}.md5": digest for role, digest in data_digests.items()})

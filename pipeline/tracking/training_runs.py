@@ -17,7 +17,6 @@ this host that are gone (SIGKILL, or a store that was unreachable when the run s
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import tempfile
 from dataclasses import asdict
@@ -27,7 +26,7 @@ import numpy as np
 
 from pipeline.nn import EpochRecord
 from pipeline.plumbing.config import flatten
-from pipeline.plumbing.files import file_md5, file_sha256, read_columns
+from pipeline.plumbing.files import file_md5, file_sha256, read_columns, read_json
 from pipeline.plumbing.paths import EvaluateOutputs, TrainOutputs
 from pipeline.plumbing.phases import phase
 from pipeline.plumbing.schema import Config
@@ -222,17 +221,19 @@ def reopen_training_run(
     if run_id is not None:
         return Run.resume(run_id)
     print("evaluate: no MLflow run in the store saved models/model.npz; logging a new one")
+    # Read before the run starts: a damaged file then stops evaluate with no run left open.
+    history = read_columns(train_outputs.history, made_by="train")
+    metrics = read_json(train_outputs.metrics, "train") if train_outputs.metrics.is_file() else None
     present = {name: path for name, path in data_files.items() if path.is_file()}
     run = start_training_run(config, resolved_yaml, "pipeline", None, present)
-    history = read_columns(train_outputs.history, made_by="train")
     columns = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "learning_rate")
     records = [
         EpochRecord(int(epoch), *(float(history[column][row]) for column in columns), seconds=0.0)
         for row, epoch in enumerate(history["epoch"])
     ]
     run.log_epochs(records)
-    if train_outputs.metrics.is_file():
-        log_training(run, json.loads(train_outputs.metrics.read_text()), train_outputs)
+    if metrics is not None:
+        log_training(run, metrics, train_outputs)
     return run
 
 

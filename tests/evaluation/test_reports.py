@@ -53,7 +53,7 @@ def test_missing_inputs_name_the_stage_to_run(tmp_path):
     ):
         load_model(tmp_path / "not-a-model.npz")
     (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
-    with pytest.raises(PipelineError, match=r"garbage\.npz is damaged \(not an \.npz archive\)"):
+    with pytest.raises(PipelineError, match=r"garbage\.npz is damaged \(not a whole \.npz archive"):
         load_model(tmp_path / "garbage.npz")
 
 

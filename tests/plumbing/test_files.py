@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import numpy as np
 import pytest
@@ -53,6 +54,12 @@ def test_columns_of_a_csv_are_float_arrays(tmp_path):
     np.testing.assert_array_equal(columns["loss"], [0.5, 0.25])
 
 
+def lone_npy() -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ones(3))
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
@@ -61,7 +68,9 @@ def test_columns_of_a_csv_are_float_arrays(tmp_path):
             lambda data: data[:200] + bytes([data[200] ^ 0xFF]) + data[201:],
             "damaged",
         ),  # a flipped byte
-        (lambda data: b"just text, not an archive", "not an .npz archive"),
+        (lambda data: b"just text, not an archive", "not a whole .npz archive"),
+        (lambda data: b"", "damaged (cut short)"),
+        (lambda data: lone_npy(), "not an .npz archive"),  # an array saved with np.save
     ],
 )
 def test_a_damaged_archive_is_one_line_naming_the_stage_to_rerun(tmp_path, damage, reason):

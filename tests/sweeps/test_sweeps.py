@@ -157,6 +157,8 @@ def test_optuna_sweeper_runs_trials_as_child_runs(project, tmp_path, mlflow_stor
     assert len(learning_rates) == 2 and all(1e-4 <= lr <= 3e-3 for lr in learning_rates)
     assert_parent_summarises(parent, children)
     assert parent.info.run_name.startswith("sweep optuna ")  # named by its preset
+    sources = {run.data.tags["mlflow.source.name"] for run in [parent, *children]}
+    assert sources == {"pipeline/train.py"}  # the UI's Source column, for parent and children
     # Children are named by the overrides they ran with, the values tried among them.
     for child in children:
         assert f"optimizer.lr={child.data.params['optimizer.lr']}" in child.info.run_name
