@@ -206,5 +206,7 @@ def test_damaged_logged_weights_stop_promote_in_one_line(project, damage):
     target.write_bytes(DAMAGES[damage](target.read_bytes(), "model.npz"))
     command = [sys.executable, "-m", "pipeline.runs", "promote", child.info.run_id]
     result = run(command, project, check=False, unset=("MLFLOW_TRACKING_URI",))
-    print(f"logged weights {damage}: {assert_one_line(result, 'runs', 'model.npz')}")
+    line = assert_one_line(result, "runs", "model.npz")
+    print(f"logged weights {damage}: {line}")
+    assert f"run {child.info.run_id}'s weights/model.npz is damaged" in line  # not a temp copy
     assert client.get_run(child.info.run_id).data.tags["model.logged"] == "weights"
