@@ -9,9 +9,10 @@ writes to them, which none does) and the tags known. Each job then runs exactly 
 joblib (Hydra's own `execute_job`: the job's config, folder, logging and callbacks).
 
 A forked worker drops the store connections it inherited and makes its own (store.py), and
-starts its lanes afresh (nn/lanes.py). While a job runs, Ctrl-C and SIGTERM end it as they end
-a joblib job (its run KILLED, sweeps/ending.py); an idle worker just exits. A worker that dies
-ends the sweep with one line naming its exit (ending.py settles the runs).
+starts its lanes afresh (nn/lanes.py). Ctrl-C in a job ends its run KILLED (sweeps/ending.py);
+SIGTERM, which only the launcher or its pool sends when a sweep ends early, ends the worker at
+once and leaves its run to the launcher, which ends it with the sweep's status; an idle worker
+just exits. A worker that dies ends the sweep with one line naming its exit.
 
     python -m pipeline.train -m sweep=grid                      # conf/sweep/grid.yaml uses it
     python -m pipeline.train -m hydra/launcher=warm hydra.launcher.n_jobs=2 optimizer=sgd,adam
