@@ -90,12 +90,15 @@ def fit(
     batch_size: int | None,
     rng: np.random.Generator,
     dropout: float = 0.0,
+    input_dropout: float = 0.0,
+    max_norm: float | None = None,
     max_shift: int = 0,
     patience: int | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> FitResult:
     """Train `model` in place; return the per-epoch history and the best epoch. The
-    optimizer's learning rate is set from `schedule` at the start of each epoch."""
+    optimizer's learning rate is set from `schedule` at the start of each epoch; with
+    `max_norm`, every step ends by capping each unit's incoming weight norm."""
     n = len(x_train)
     batch = n if batch_size is None else min(batch_size, n)
     result = FitResult()
@@ -114,9 +117,13 @@ def fit(
             x_batch = random_shift(x_batch, max_shift, rng)
             # Overflow on the way to a NaN loss is reported as divergence, not warned.
             with np.errstate(over="ignore", invalid="ignore"):
-                loss, batch_correct, grads = model.loss_and_grads(x_batch, y_batch, dropout, rng)
+                loss, batch_correct, grads = model.loss_and_grads(
+                    x_batch, y_batch, dropout, rng, input_dropout
+                )
                 check_finite(loss, "loss", epoch, lr)
                 optimizer.step(grads)
+                if max_norm is not None:
+                    model.cap_unit_norms(max_norm)
             loss_sum += loss * len(y_batch)
             correct += batch_correct
         seconds = time.perf_counter() - started

@@ -82,15 +82,24 @@ class MLP:
         return [p for layer in zip(self.weights, self.biases, strict=True) for p in layer]
 
     def forward(
-        self, a: np.ndarray, dropout: float = 0.0, rng: np.random.Generator | None = None
+        self,
+        a: np.ndarray,
+        dropout: float = 0.0,
+        rng: np.random.Generator | None = None,
+        input_dropout: float = 0.0,
     ) -> ForwardPass:
         """Zˡ = Wˡ·Aˡ⁻¹ + bˡ and Aˡ = g(Zˡ), layer by layer, for the columns of `a` (784 × m).
 
         With `dropout` > 0 (training), each hidden unit's output is zeroed with that
         probability and the kept ones scaled by 1/(1 - dropout) (inverted dropout), so
-        inference needs no rescaling; the masks are drawn from `rng`.
+        inference needs no rescaling; `input_dropout` does the same to the input pixels
+        (Srivastava et al. 2014 drop 20% of them, 50% of hidden units). The masks are drawn
+        from `rng`, the input's first; a rate of 0 draws nothing.
         """
         g = ACTIVATIONS[self.activation][0]
+        if input_dropout:
+            keep = self.dtype.type(1.0 / (1.0 - input_dropout))
+            a = a * ((rng.random(a.shape, dtype=self.dtype) >= input_dropout) * keep)
         keep_scale = self.dtype.type(1.0 / (1.0 - dropout)) if dropout else None
         inputs, activations, masks = [], [], []
         last = len(self.weights) - 1
@@ -132,14 +141,25 @@ class MLP:
         labels: np.ndarray,
         dropout: float = 0.0,
         rng: np.random.Generator | None = None,
+        input_dropout: float = 0.0,
     ) -> tuple[float, int, list[np.ndarray]]:
         """One training step's forward and backward pass over the rows of `x`: the mean loss,
         the number of correct predictions, and the gradients in the order of `params()`."""
-        passed = self.forward(x.T, dropout, rng)
+        passed = self.forward(x.T, dropout, rng, input_dropout)
         correct = int(np.count_nonzero(passed.logits.argmax(axis=0) == labels))
         loss, dz = softmax_cross_entropy(passed.logits, labels)
         dz *= self.dtype.type(1.0 / len(x))  # the 1/m of every gradient below
         return loss, correct, self.backward(passed, dz)
+
+    def cap_unit_norms(self, max_norm: float) -> None:
+        """Max-norm (Srivastava et al. 2014): scale down, in place, every unit's incoming
+        weights (a row of Wˡ) whose L2 norm exceeds `max_norm` onto that sphere; the others,
+        and the biases, stay as they are."""
+        for w in self.weights:
+            norms = np.sqrt(np.einsum("ij,ij->i", w, w))
+            over = norms > max_norm
+            if over.any():
+                w[over] *= (max_norm / norms[over])[:, None].astype(w.dtype)
 
     def logits(self, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
         """Class scores (N × classes) for rows of `x`, no dropout, in chunks to bound memory."""

@@ -72,6 +72,9 @@ class TrainConfig:
     epochs: int = MISSING  # passes over the training set (full-batch: gradient steps)
     batch_size: int | None = MISSING  # None: one batch of all examples
     dropout: float = MISSING  # drop probability on hidden layers, in [0, 1)
+    # Defaults, not MISSING: the records of runs made before these fields still validate.
+    input_dropout: float = 0.0  # drop probability on the input pixels, in [0, 1)
+    max_norm: float | None = None  # cap on each unit's incoming weight norm; None: off
     max_shift: int = MISSING  # random shift of each training image, in pixels; 0: off
     patience: int | None = MISSING  # early stopping on dev accuracy; None: off
     dtype: str = MISSING  # float32 | float64

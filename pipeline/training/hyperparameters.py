@@ -60,6 +60,14 @@ def hyperparameter_problems(config: Config) -> list[str]:
         ),
         (0 <= train.dropout < 1, f"train.dropout={train.dropout} must be in [0, 1)"),
         (
+            0 <= train.input_dropout < 1,
+            f"train.input_dropout={train.input_dropout} must be in [0, 1)",
+        ),
+        (
+            train.max_norm is None or train.max_norm > 0,
+            f"train.max_norm={train.max_norm} must be > 0 (or null for no cap)",
+        ),
+        (
             0 <= train.max_shift <= MAX_SHIFT,
             f"train.max_shift={train.max_shift} must be in [0, {MAX_SHIFT}] pixels",
         ),

@@ -73,6 +73,7 @@ def train_model(
             model, x_train, train_data["labels"], x_dev, dev_data["labels"],
             optimizer=optimizer, schedule=schedule, epochs=config.train.epochs,
             batch_size=config.train.batch_size, rng=rng, dropout=config.train.dropout,
+            input_dropout=config.train.input_dropout, max_norm=config.train.max_norm,
             max_shift=config.train.max_shift, patience=config.train.patience, on_epoch=on_epoch,
         )  # fmt: skip
     except TrainingDiverged as error:

@@ -177,3 +177,17 @@ def test_random_shifts_change_what_is_trained_and_nothing_else_does(tiny_images)
     adam_fit(again, x, y, epochs=1)
     assert not np.array_equal(plain.weights[0], shifted.weights[0])
     assert np.array_equal(plain.weights[0], again.weights[0])
+
+
+def test_max_norm_caps_every_unit_after_every_step(tiny_images):
+    x, y = tiny_images
+    free, capped = small_model(x), small_model(x)
+    adam_fit(free, x, y, lr=0.05)
+    adam_fit(capped, x, y, lr=0.05, max_norm=0.5, input_dropout=0.2)
+    unit_norms = [np.linalg.norm(w, axis=1) for w in capped.weights]
+    assert all(norms.max() <= 0.5 * (1 + 1e-6) for norms in unit_norms)
+    assert max(np.linalg.norm(w, axis=1).max() for w in free.weights) > 0.5  # it did bite
+    # Off (the defaults), both draw nothing and change nothing: the same bits as before.
+    again = small_model(x)
+    adam_fit(again, x, y, lr=0.05, max_norm=None, input_dropout=0.0)
+    assert all(np.array_equal(a, b) for a, b in zip(free.params(), again.params(), strict=True))

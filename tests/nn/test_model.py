@@ -9,27 +9,31 @@ import pytest
 from pipeline.nn import ACTIVATIONS, MLP, fit, make_optimizer, make_schedule
 
 
-def numeric_grads(model, x, y, dropout=0.0, seed=0, eps=1e-6):
-    """Central differences of the loss for every parameter entry (float64)."""
+def numeric_grads(model, x, y, dropout=0.0, seed=0, eps=1e-6, input_dropout=0.0):
+    """Central differences of the loss for every parameter entry (float64), with the masks
+    the same seed draws."""
     grads = []
     for param in model.params():
         grad = np.zeros_like(param)
         for index in np.ndindex(param.shape):
             saved = param[index]
             param[index] = saved + eps
-            up = model.loss_and_grads(x, y, dropout, np.random.default_rng(seed))[0]
+            rng = np.random.default_rng(seed)
+            up = model.loss_and_grads(x, y, dropout, rng, input_dropout)[0]
             param[index] = saved - eps
-            down = model.loss_and_grads(x, y, dropout, np.random.default_rng(seed))[0]
+            rng = np.random.default_rng(seed)
+            down = model.loss_and_grads(x, y, dropout, rng, input_dropout)[0]
             param[index] = saved
             grad[index] = (up - down) / (2 * eps)
         grads.append(grad)
     return grads
 
 
-def assert_grads_match(model, x, y, dropout=0.0):
-    _, _, analytic = model.loss_and_grads(x, y, dropout, np.random.default_rng(0))
+def assert_grads_match(model, x, y, dropout=0.0, input_dropout=0.0):
+    rng = np.random.default_rng(0)
+    _, _, analytic = model.loss_and_grads(x, y, dropout, rng, input_dropout)
     analytic = [g.copy() for g in analytic]
-    numeric = numeric_grads(model, x, y, dropout)
+    numeric = numeric_grads(model, x, y, dropout, input_dropout=input_dropout)
     for layer, (a, n) in enumerate(zip(analytic, numeric, strict=True)):
         error = np.abs(a - n).max() / max(np.abs(a).max(), np.abs(n).max(), 1e-12)
         assert error < 1e-6, f"param {layer}: relative error {error:.2e}"
@@ -58,6 +62,45 @@ def test_gradients_with_a_fixed_dropout_mask_match_finite_differences(tiny_batch
     x, y = tiny_batch
     model = MLP.create((6, 8, 8, 4), "tanh", "xavier", np.random.default_rng(3), np.float64)
     assert_grads_match(model, x, y, dropout=0.3)
+
+
+def test_gradients_with_fixed_input_and_hidden_masks_match_finite_differences(tiny_batch):
+    x, y = tiny_batch
+    model = MLP.create((6, 8, 8, 4), "relu", "he", np.random.default_rng(4), np.float64)
+    assert_grads_match(with_random_biases(model, 5), x, y, dropout=0.5, input_dropout=0.2)
+
+
+def test_input_dropout_zeroes_pixels_and_scales_the_rest():
+    model = MLP.create((1000, 3, 2), "relu", "he", np.random.default_rng(0), np.float64)
+    x = np.ones((4, 1000))
+    passed = model.forward(x.T, rng=np.random.default_rng(1), input_dropout=0.2)
+    seen = passed.inputs[0]  # the pixels the first layer saw
+    assert set(np.unique(seen)) == {0.0, 1 / 0.8}
+    assert 0.15 < np.mean(seen == 0) < 0.25
+    assert passed.masks == []  # the hidden layers keep every unit: their own rate is 0
+    # A rate of 0 draws nothing: the generator is where it was, so the bits stay the same.
+    rng = np.random.default_rng(7)
+    model.forward(x.T, 0.0, rng, input_dropout=0.0)
+    assert rng.random() == np.random.default_rng(7).random()
+
+
+def test_max_norm_puts_long_rows_on_the_sphere_and_leaves_the_rest():
+    model = MLP.create((5, 4, 3), "relu", "he", np.random.default_rng(2), np.float64)
+    model.weights[0][0] *= 10  # one unit's incoming weights far over the cap
+    model.weights[1][:] *= 0.01  # a layer under it
+    before = [w.copy() for w in model.weights]
+    biases = [b.copy() for b in model.biases]
+    cap = 1.5
+    norms = [np.linalg.norm(w, axis=1) for w in before]
+    model.cap_unit_norms(cap)
+    for w, old, old_norms in zip(model.weights, before, norms, strict=True):
+        new_norms = np.linalg.norm(w, axis=1)
+        over = old_norms > cap
+        np.testing.assert_allclose(new_norms[over], cap, rtol=1e-12)
+        np.testing.assert_allclose(w[over], old[over] * (cap / old_norms[over])[:, None])
+        np.testing.assert_array_equal(w[~over], old[~over])  # bit for bit
+    assert np.any(norms[0] > cap) and not np.any(norms[1] > cap)
+    assert all(np.array_equal(a, b) for a, b in zip(model.biases, biases, strict=True))
 
 
 def notes_forward(model: MLP, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
