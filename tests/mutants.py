@@ -30,7 +30,13 @@ TESTS = ["tests/nn"]
 TIMEOUT = 120  # seconds per mutant; a mutant that hangs counts as killed
 # module path -> functions (Class.method for methods) whose every line must matter
 TARGETS = {
-    "pipeline/nn/model.py": ["MLP.forward", "MLP.backward", "MLP.loss_and_grads", "MLP.logits"],
+    "pipeline/nn/model.py": [
+        "MLP.forward",
+        "MLP.backward",
+        "MLP.loss_and_grads",
+        "MLP.cap_unit_norms",
+        "MLP.logits",
+    ],
     "pipeline/nn/loss.py": ["softmax_cross_entropy", "softmax_rows"],
     "pipeline/nn/activations.py": [
         "relu",
@@ -49,6 +55,12 @@ TARGETS = {
 EQUIVALENT = {
     "forward: compare in `mask = (rng.random(a.shape, dtype=self.dtype) >= dropout)": (
         "a uniform draw equals the dropout probability exactly with probability ~0"
+    ),
+    "forward: compare in `a = a * ((rng.random(a.shape, dtype=self.dtype) >= input_dropout)": (
+        "a uniform draw equals the input dropout probability exactly with probability ~0"
+    ),
+    "cap_unit_norms: compare in `over = norms > max_norm`": (
+        "a row exactly at the cap is scaled by max_norm / norm = 1.0: its bits stay the same"
     ),
     "leaky_relu_backward: compare in `da *= np.where(a > 0,": (
         "leaky ReLU's A is 0 only where Z is exactly 0, where either slope is a subgradient"
