@@ -10,10 +10,12 @@ serialization.py   a network as plain named arrays (saved without pickle)
 optimizers.py      gradient descent, SGD with momentum/Nesterov, Adam/AdamW
 schedules.py       learning rate per epoch: constant, step, cosine
 augment.py         random shifts of the training images
+distortions.py     affine and elastic distortions (Simard et al. 2003)
 fitting.py         the training loop: mini-batches, dropout, early stopping, divergence check
 """
 
 from pipeline.nn.activations import ACTIVATIONS
+from pipeline.nn.distortions import Distortion, distort
 from pipeline.nn.fitting import EpochRecord, FitResult, TrainingDiverged, fit, loss_and_accuracy
 from pipeline.nn.initialisation import INITS
 from pipeline.nn.lanes import set_lanes
@@ -28,10 +30,12 @@ __all__ = [
     "MLP",
     "OPTIMIZERS",
     "SCHEDULES",
+    "Distortion",
     "EpochRecord",
     "FitResult",
     "ModelFormatError",
     "TrainingDiverged",
+    "distort",
     "fit",
     "loss_and_accuracy",
     "make_optimizer",

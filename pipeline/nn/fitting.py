@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.nn.augment import random_shift
+from pipeline.nn.distortions import Distortion, distort
 from pipeline.nn.loss import softmax_cross_entropy
 from pipeline.nn.model import MLP
 from pipeline.nn.optimizers import Optimizer
@@ -93,6 +94,7 @@ def fit(
     input_dropout: float = 0.0,
     max_norm: float | None = None,
     max_shift: int = 0,
+    distortion: Distortion | None = None,
     patience: int | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> FitResult:
@@ -115,6 +117,8 @@ def fit(
                 rows = order[start : start + batch]
                 x_batch, y_batch = x_train[rows], y_train[rows]
             x_batch = random_shift(x_batch, max_shift, rng)
+            if distortion is not None:
+                x_batch = distort(x_batch, distortion, rng)
             # Overflow on the way to a NaN loss is reported as divergence, not warned.
             with np.errstate(over="ignore", invalid="ignore"):
                 loss, batch_correct, grads = model.loss_and_grads(

@@ -68,6 +68,16 @@ class ScheduleConfig:
 
 
 @dataclass
+class DistortionConfig:  # Simard et al. 2003 (pipeline/nn/distortions.py); all 0: none
+    rotation: float = 0.0  # degrees: each training image turned by up to ± this
+    scale: float = 0.0  # each image scaled by a factor in [1 - scale, 1 + scale]
+    shear: float = 0.0  # degrees: each image sheared by up to ± this
+    translation: float = 0.0  # pixels: each image moved by up to ± this per axis
+    elastic_alpha: float = 0.0  # elastic displacement strength α (Simard: 34); 0: off
+    elastic_sigma: float = 4.0  # elastic field smoothness σ in pixels (Simard: 4)
+
+
+@dataclass
 class TrainConfig:
     epochs: int = MISSING  # passes over the training set (full-batch: gradient steps)
     batch_size: int | None = MISSING  # None: one batch of all examples
@@ -75,6 +85,7 @@ class TrainConfig:
     # Defaults, not MISSING: the records of runs made before these fields still validate.
     input_dropout: float = 0.0  # drop probability on the input pixels, in [0, 1)
     max_norm: float | None = None  # cap on each unit's incoming weight norm; None: off
+    distortion: DistortionConfig = field(default_factory=DistortionConfig)  # of each image
     max_shift: int = MISSING  # random shift of each training image, in pixels; 0: off
     patience: int | None = MISSING  # early stopping on dev accuracy; None: off
     dtype: str = MISSING  # float32 | float64

@@ -64,6 +64,21 @@ def hyperparameter_problems(config: Config) -> list[str]:
             f"train.input_dropout={train.input_dropout} must be in [0, 1)",
         ),
         (
+            0 <= train.distortion.rotation <= 180 and 0 <= train.distortion.shear < 90,
+            f"train.distortion.rotation={train.distortion.rotation} must be in [0, 180] and "
+            f"train.distortion.shear={train.distortion.shear} in [0, 90) degrees",
+        ),
+        (
+            0 <= train.distortion.scale < 1 and 0 <= train.distortion.translation <= 14,
+            f"train.distortion.scale={train.distortion.scale} must be in [0, 1) and "
+            f"train.distortion.translation={train.distortion.translation} in [0, 14] pixels",
+        ),
+        (
+            train.distortion.elastic_alpha >= 0 and train.distortion.elastic_sigma > 0,
+            f"train.distortion.elastic_alpha={train.distortion.elastic_alpha} must be ≥ 0 and "
+            f"train.distortion.elastic_sigma={train.distortion.elastic_sigma} > 0",
+        ),
+        (
             train.max_norm is None or train.max_norm > 0,
             f"train.max_norm={train.max_norm} must be > 0 (or null for no cap)",
         ),

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from pipeline.nn import (
     MLP,
+    Distortion,
     EpochRecord,
     FitResult,
     TrainingDiverged,
@@ -74,6 +75,7 @@ def train_model(
             optimizer=optimizer, schedule=schedule, epochs=config.train.epochs,
             batch_size=config.train.batch_size, rng=rng, dropout=config.train.dropout,
             input_dropout=config.train.input_dropout, max_norm=config.train.max_norm,
+            distortion=Distortion(**asdict(config.train.distortion)),
             max_shift=config.train.max_shift, patience=config.train.patience, on_epoch=on_epoch,
         )  # fmt: skip
     except TrainingDiverged as error:

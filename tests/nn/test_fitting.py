@@ -191,3 +191,18 @@ def test_max_norm_caps_every_unit_after_every_step(tiny_images):
     again = small_model(x)
     adam_fit(again, x, y, lr=0.05, max_norm=None, input_dropout=0.0)
     assert all(np.array_equal(a, b) for a, b in zip(free.params(), again.params(), strict=True))
+
+
+def test_distortions_train_on_new_images_each_time_and_repeat_with_the_seed(tiny_images):
+    from pipeline.nn import Distortion
+
+    x, y = tiny_images
+    distortion = Distortion(rotation=10, scale=0.1, translation=1, elastic_alpha=34)
+    plain, distorted, again = small_model(x), small_model(x), small_model(x)
+    adam_fit(plain, x, y, epochs=1)
+    adam_fit(distorted, x, y, epochs=1, distortion=distortion)
+    adam_fit(again, x, y, epochs=1, distortion=distortion)
+    assert not np.array_equal(plain.weights[0], distorted.weights[0])
+    assert all(
+        np.array_equal(a, b) for a, b in zip(distorted.params(), again.params(), strict=True)
+    )

@@ -50,6 +50,8 @@ def test_the_shipped_presets_pass(preset):
         (["train.dropout=-0.1"], "train.dropout=-0.1 must be in [0, 1)"),
         (["train.input_dropout=1.0"], "train.input_dropout=1.0 must be in [0, 1)"),
         (["train.max_norm=0"], "train.max_norm=0.0 must be > 0 (or null for no cap)"),
+        (["train.distortion.scale=1.5"], "train.distortion.scale=1.5 must be in [0, 1)"),
+        (["train.distortion.elastic_sigma=0"], "train.distortion.elastic_sigma=0.0 > 0"),
         (["train.max_shift=5"], "train.max_shift=5 must be in [0, 4] pixels"),
         (["train.patience=0"], "train.patience=0 must be ≥ 1"),
         (["train.dtype=float16"], "train.dtype='float16' is not one of float32, float64"),
