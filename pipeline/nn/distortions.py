@@ -16,6 +16,7 @@ from `rng`, so adding the fields changes no earlier run's bits.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -91,11 +92,14 @@ def affine_sources(rows: np.ndarray, columns: np.ndarray, params: np.ndarray, si
     return source_rows + centre, source_columns + centre
 
 
+@functools.cache  # the same for every batch of a training: made once
 def gaussian_matrix(side: int, sigma: float) -> np.ndarray:
     """K with K @ f the 1-D Gaussian smoothing of f (zero outside), weights summing to 1."""
     offsets = np.arange(side)[:, None] - np.arange(side)[None, :]
     weights = np.exp(-(offsets**2) / (2 * sigma**2))
-    return weights / np.exp(-(np.arange(-side + 1, side) ** 2) / (2 * sigma**2)).sum()
+    weights /= np.exp(-(np.arange(-side + 1, side) ** 2) / (2 * sigma**2)).sum()
+    weights.flags.writeable = False  # shared by every call
+    return weights
 
 
 def elastic_field(count: int, side: int, distortion: Distortion, rng):
@@ -111,6 +115,7 @@ def bilinear(images: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.nd
     count, side, _ = images.shape
     top, left = np.floor(rows), np.floor(columns)
     down, right = rows - top, columns - left
+    top, left = top.astype(np.int64), left.astype(np.int64)
     index = np.arange(count)[:, None, None]
     out = np.zeros(rows.shape)
     for step_r, step_c, weight in (
@@ -119,8 +124,7 @@ def bilinear(images: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.nd
         (1, 0, down * (1 - right)),
         (1, 1, down * right),
     ):
-        r = top.astype(np.int64) + step_r
-        c = left.astype(np.int64) + step_c
+        r, c = top + step_r, left + step_c
         inside = (r >= 0) & (r < side) & (c >= 0) & (c < side)
         values = images[index, np.clip(r, 0, side - 1), np.clip(c, 0, side - 1)]
         out += np.where(inside, weight * values, 0.0)

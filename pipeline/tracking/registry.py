@@ -82,28 +82,14 @@ def signature(network, example) -> ModelSignature:
     return _signatures[outputs]
 
 
-def pyfunc_arguments(weights: Path, example, staging: Path, with_example: bool) -> dict:
+def log_pyfunc_model(run, weights: Path, example, register: str | None, alias: str) -> None:
+    """Log the network as a pyfunc model in `run` (MLflow loads it back and predicts
+    `example`, proving it serves); register it and move `alias` if asked. The run keeps the
+    status it had."""
     try:
         network = load_network(weights, fix="train it again, or log another run's model")
     except WeightsError as error:
         raise RegistryError(str(error)) from None
-    return {
-        "python_model": str(MODEL_CODE),  # models from code, no pickle
-        "artifacts": {"weights": str(weights)},
-        "code_paths": [str(shipped_code(staging))],
-        "signature": signature(network, example),
-        "input_example": example if with_example else None,
-        # Listed, not inferred: inference loads the model in a subprocess and takes seconds.
-        "pip_requirements": requirements(),
-    }
-
-
-def log_pyfunc_model(
-    run, weights: Path, example, register: str | None, alias: str, with_example: bool = True
-) -> None:
-    """Log the network as a pyfunc model in `run`; register it and move `alias` if asked.
-    With an input example (`with_example`), MLflow also loads the logged model back and
-    predicts the example, proving it serves. The run keeps the status it had."""
     status = run.client.get_run(run.run_id).info.status
     with (
         tempfile.TemporaryDirectory() as staging,
@@ -114,8 +100,14 @@ def log_pyfunc_model(
         warnings.simplefilter("ignore", UserWarning)
         info = mlflow.pyfunc.log_model(
             name=ARTIFACT,
+            python_model=str(MODEL_CODE),  # models from code, no pickle
+            artifacts={"weights": str(weights)},
+            code_paths=[str(shipped_code(Path(staging)))],
+            signature=signature(network, example),
+            input_example=example,
             registered_model_name=register,
-            **pyfunc_arguments(weights, example, Path(staging), with_example),
+            # Listed, not inferred: inference loads the model in a subprocess and takes seconds.
+            pip_requirements=requirements(),
         )
         if register:
             version = info.registered_model_version
@@ -159,7 +151,7 @@ def pyfunc_from_weights(run_id: str) -> None:
         )
         example = np.zeros((2, 784), dtype=np.float32)
         try:
-            log_pyfunc_model(Run(run_id), Path(weights), example, None, "", with_example=True)
+            log_pyfunc_model(Run(run_id), Path(weights), example, None, "")
         except RegistryError as error:  # name the file as the store holds it, not our copy
             raise RegistryError(
                 str(error).replace(str(weights), f"run {run_id}'s {WEIGHTS_ARTIFACT}")

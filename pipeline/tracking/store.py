@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -170,8 +171,6 @@ def forget_connections() -> None:
     """In a process forked from one that used the store (sweeps/warm.py): drop the database
     connections and HTTP sessions it inherited without closing them (they are the parent's),
     so that this process opens its own (SQLAlchemy's advice for forked processes)."""
-    import sys
-
     for module in ("mlflow.store.tracking.sqlalchemy_store",
                    "mlflow.store.model_registry.sqlalchemy_store"):  # fmt: skip
         if module in sys.modules:
