@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv dev repro params check-params test test-fast bench mutants lint format lock clean-venv dag ui sweep \
-	stale-runs promote reproduce server server-stop server-user shared-sweep remote push pull
+	stale-runs promote reproduce ladder server server-stop server-user shared-sweep remote push pull
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -133,3 +133,8 @@ push: remote  ## send data and models to the DVC remote (DVC_REMOTE=… the firs
 
 pull: remote  ## fetch data and models from the DVC remote into this clone
 	$(BIN)/dvc pull
+
+# The published MLP results on MNIST (conf/experiment/ presets with a `reference`), each queued
+# as a DVC experiment and run one at a time; prints the table (pipeline/ladder.py).
+ladder: $(RUNTIME_STAMP)  ## run the paper presets as queued DVC experiments, print the table: [PRESETS="a b"]
+	$(BIN)/python -m pipeline.ladder run $(PRESETS)

@@ -13,6 +13,7 @@
    trials, and its own start shown apart.
 3. A pipeline training (`python -m pipeline.train`, the default config) with tracking on and
    with tracking.enabled=false.
+4. What the training-set distortions cost per epoch (benchmarks/distortions.py).
 
 Everything runs in a scratch copy of the project with MNIST-sized data (this project's own
 data/ if `make repro` made it, else random pixels of the same shapes) and scratch stores; the
@@ -264,6 +265,8 @@ def main() -> None:
                 columns["make server"] = served
         share_table(columns)
         pipeline_training(project, env, args.pipeline_epochs)
+        print("\n4. ", end="", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "distortions.py")], check=True)
     finally:
         if args.keep:
             print(f"\nscratch kept in {scratch}")

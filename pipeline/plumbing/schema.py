@@ -113,6 +113,13 @@ class ComputeConfig:
 
 
 @dataclass
+class ReferenceConfig:  # the published result an experiment preset reproduces; None: none
+    source: str | None = None  # the paper, e.g. Simard, Steinkraus, Platt 2003
+    row: str | None = None  # its table's row, e.g. 784-800-10, elastic distortions
+    test_error: float | None = None  # the test error it reports, as a fraction
+
+
+@dataclass
 class Config:
     seed: int = MISSING
     data: DataConfig = field(default_factory=DataConfig)
@@ -123,3 +130,5 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    # A default, not MISSING: the records of runs made before it still validate.
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)

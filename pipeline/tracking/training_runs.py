@@ -70,7 +70,7 @@ def start_training_run(
         tags = run_tags(kind, config.seed, digests, config.compute.name, packages)
         code, patch = code_tags_once() if parent_id else code_tags()
     with phase("log: params+curves"):
-        tags = {**tags, **code, **(extra_tags or {})}
+        tags = {**tags, **code, **paper_tags(config.reference), **(extra_tags or {})}
         run = Run.start(experiment_id, name, tags, flatten(asdict(config)), parent_id)
     texts = {"config.yaml": resolved_yaml, PACKAGES_ARTIFACT: packages, PATCH_ARTIFACT: patch}
     # Both overlap the training, on the run's own thread (runs.Run.later).
@@ -93,6 +93,14 @@ def upload_texts(run: Run, texts: dict[str, str]) -> None:
             path.write_text(text)
             files.append((path, str(Path(artifact).parent) if "/" in artifact else None))
         run.log_artifacts_together(files)
+
+
+def paper_tags(reference) -> dict[str, str]:
+    """paper, paper.row and paper.test_error for a preset that reproduces a published row."""
+    named = {"paper": reference.source, "paper.row": reference.row}
+    if reference.test_error is not None:
+        named["paper.test_error"] = repr(reference.test_error)
+    return {tag: str(value) for tag, value in named.items() if value is not None}
 
 
 def mark_stale_runs(experiment_id: str, who: str) -> None:

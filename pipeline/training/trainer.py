@@ -33,7 +33,7 @@ from pipeline.nn import (
     model_to_arrays,
     set_lanes,
 )
-from pipeline.plumbing.compute import lanes_for
+from pipeline.plumbing.compute import keep_freed_memory, lanes_for
 from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.files import save_arrays, write_json, write_text
@@ -63,6 +63,7 @@ def train_model(
     x_dev = dev_data["images"].astype(dtype, copy=False)
     rng = np.random.default_rng(config.train.seed)
     set_lanes(lanes_for(config.compute))  # the speed only: any count gives the same bits
+    keep_freed_memory()
     sizes = (x_train.shape[1], *config.model.hidden, NUM_CLASSES)
     model = MLP.create(sizes, config.model.activation, config.model.init, rng, dtype)
     optimizer = make_optimizer(model.params(), **asdict(config.optimizer))

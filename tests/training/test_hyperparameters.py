@@ -7,6 +7,7 @@ import re
 import pytest
 
 from pipeline.plumbing.config import ConfigError, compose_conf, validate
+from pipeline.plumbing.paths import CONF_DIR
 from pipeline.training.hyperparameters import check_hyperparameters, hyperparameter_problems
 
 
@@ -14,8 +15,14 @@ def config_with(*overrides):
     return validate(compose_conf(list(overrides)))
 
 
-@pytest.mark.parametrize("preset", [[], ["experiment=notes"], ["optimizer=nesterov"],
-                                    ["optimizer=adamw", "schedule=step"]])  # fmt: skip
+EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [[], ["optimizer=nesterov"], ["optimizer=adamw", "schedule=step"]]
+    + [[f"experiment={name}"] for name in EXPERIMENTS],
+)
 def test_the_shipped_presets_pass(preset):
     assert hyperparameter_problems(config_with(*preset)) == []
 

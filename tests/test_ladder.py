@@ -1,0 +1,110 @@
+"""The paper table (`make ladder`): its rows from the presets, and a real queued run of two
+presets in a DVC project whose MLflow runs carry their paper and feed the printed table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.ladder import experiment_name, ladder_rows
+from pipeline.plumbing.errors import PipelineError
+from tests.conftest import copy_reproduced, dvc, project_client, run, tool_env
+
+
+def test_rows_run_from_the_notes_down_the_published_errors():
+    rows = ladder_rows()
+    assert rows[0].preset == "notes" and rows[0].paper_error is None
+    errors = [row.paper_error for row in rows[1:]]
+    assert errors == sorted(errors, reverse=True) and None not in errors
+    # The table finds a row's runs by its paper.row tag: two presets may not share one.
+    assert len({row.row for row in rows}) == len(rows)
+    assert {"lecun1998_300", "simard2003_elastic", "srivastava2014_maxnorm"} <= {
+        row.preset for row in rows
+    }
+
+
+def test_an_unknown_preset_is_named_with_the_ones_there_are():
+    with pytest.raises(PipelineError, match=r"no preset nope in conf/experiment/; .*notes"):
+        ladder_rows(["nope"])
+
+
+def test_experiment_names_are_numbered_past_the_ones_taken():
+    assert experiment_name("notes", set()) == "notes"
+    assert experiment_name("notes", {"notes", "notes-2"}) == "notes-3"
+
+
+PRESET = """# @package _global_
+model:
+  hidden: [16]
+optimizer:
+  lr: {lr}
+train:
+  epochs: {epochs}
+reference:
+  source: {source}
+  row: {row}
+  test_error: {error}
+"""
+
+
+@pytest.mark.slow
+def test_the_ladder_queues_each_preset_and_tables_its_run(reproduced, tmp_path):
+    project = copy_reproduced(reproduced, tmp_path)
+    presets = project / "conf" / "experiment"
+    for path in presets.glob("*.yaml"):
+        if path.stem != "notes":  # the real rows train for minutes: this project has two tiny
+            path.unlink()
+    # One that learns its synthetic bars (beats 80% error), one that cannot in one tiny step.
+    (presets / "paper_easy.yaml").write_text(
+        PRESET.format(lr=0.01, epochs=10, source="Easy 2001", row="16 units, easy", error=0.8)
+    )
+    (presets / "paper_hard.yaml").write_text(
+        PRESET.format(lr=1e-6, epochs=1, source="Hard 2002", row="16 units, hard", error=0.001)
+    )
+    (presets / "untracked.yaml").write_text(PRESET.format(
+        lr=0.01, epochs=1, source="New 2003", row="new", error=0.1))  # fmt: skip
+    before = (project / "reports" / "test_metrics.json").read_bytes()
+    ladder = [sys.executable, "-m", "pipeline.ladder"]
+    refused = run([*ladder, "run", "untracked"], project, check=False)
+    assert refused.returncode == 1
+    assert "conf/experiment/untracked.yaml is not tracked by git" in refused.stderr
+    (presets / "untracked.yaml").unlink()
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "two papers"], project)
+
+    default_store = ("MLFLOW_TRACKING_URI",)  # the project's mlflow.db
+    table = run([*ladder, "run", "paper_hard", "paper_easy"], project, unset=default_store).stdout
+    runs = {}
+    client = project_client(project)
+    for preset in ("paper_easy", "paper_hard"):
+        (found,) = client.search_runs(["1"], f"tags.`dvc.exp_name` = '{preset}'")
+        assert found.info.status == "FINISHED"
+        runs[preset] = found
+    easy, hard = runs["paper_easy"], runs["paper_hard"]
+    assert easy.data.tags["paper"] == "Easy 2001"
+    assert hard.data.tags["paper.row"] == "16 units, hard"
+    assert hard.data.tags["paper.test_error"] == "0.001" and hard.data.params["train.epochs"] == "1"
+    easy_error = 1 - easy.data.metrics["test/accuracy"]
+    hard_error = 1 - hard.data.metrics["test/accuracy"]
+    assert easy_error <= 0.8 and hard_error > 0.001  # so the marks below are the true verdicts
+    lines = [line for line in table.splitlines() if line.startswith(("notes", "paper_"))]
+    # The notes' row has no published error and was not named: it is listed, not run here.
+    assert [line.split()[0] for line in lines] == ["notes", "paper_easy", "paper_hard"]
+    assert "not run" in lines[0]
+    assert f"{100 * easy_error:.2f}% ✔" in lines[1] and easy.info.run_id in lines[1]
+    assert f"{100 * hard_error:.2f}% ✘" in lines[2] and hard.info.run_id in lines[2]
+    assert "0.10%" in lines[2] and " 1 " in lines[2]  # the paper's error; the epochs
+    # The experiments ran in copies: the workspace's outputs are its own, and no timing is in
+    # any file git or DVC tracks.
+    assert (project / "reports" / "test_metrics.json").read_bytes() == before
+    assert "seconds" not in dvc(["exp", "show", "--no-pager", "--csv"], project).stdout
+    again = run([*ladder, "table", "--markdown"], project, unset=default_store)
+    assert "| paper_easy | Easy 2001 | 16 units, easy | 80.00% |" in again.stdout
+
+
+def test_a_bad_command_prints_the_usage():
+    done = subprocess.run([sys.executable, "-m", "pipeline.ladder", "tabel"], env=tool_env(),
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.startswith("usage: python -m pipeline.ladder")
