@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv dev repro params check-params test test-fast bench mutants lint format lock clean-venv dag ui sweep \
-	stale-runs promote reproduce ladder server server-stop server-user shared-sweep remote push pull
+	stale-runs promote reproduce ladder explore browser server server-stop server-user shared-sweep remote push pull
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -64,8 +64,18 @@ dag: $(RUNTIME_STAMP)  ## print the pipeline's stages
 # The suite runs in TEST_WORKERS processes (pytest-xdist; `auto`: one per core); tests that share
 # the session's server, or time signals and retries, keep to one worker (tests/conftest.py).
 TEST_WORKERS ?= auto
-test: $(DEV_STAMP)  ## build the environment with dev tools, then run every test (CI runs this)
+test: $(DEV_STAMP) browser  ## build the environment with dev tools, then run every test (CI runs this)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# The explorer's browser tests drive Debian's chromium through chromedriver: installed here
+# when missing (as root, or through sudo).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:  ## install Debian's chromium and chromium-driver for the browser tests, if missing
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing Debian's chromium and chromium-driver (the explorer's browser tests)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			--no-install-recommends chromium chromium-driver > /dev/null || exit 1; \
+	fi
 
 test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps): under 30 s
 	$(BIN)/pytest -m "not slow"
@@ -133,6 +143,11 @@ push: remote  ## send data and models to the DVC remote (DVC_REMOTE=… the firs
 
 pull: remote  ## fetch data and models from the DVC remote into this clone
 	$(BIN)/dvc pull
+
+# A local page to draw a digit and look inside a trained network (pipeline/explore.py).
+EXPLORE_PORT ?= 5100
+explore: $(RUNTIME_STAMP)  ## draw a digit, see every layer answer: [MODEL=@pipeline|path|version|run] [COMPARE=…]
+	$(BIN)/python -m pipeline.explore $(MODEL) $(if $(COMPARE),--compare $(COMPARE)) --port $(EXPLORE_PORT)
 
 # The published MLP results on MNIST (conf/experiment/ presets with a `reference`), each queued
 # as a DVC experiment and run one at a time; prints the table (pipeline/ladder.py).

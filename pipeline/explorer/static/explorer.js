@@ -200,7 +200,8 @@ function showAnswer(index, answer) {
     const values = answer ? answer.layers[layer] : [];
     const largest = Math.max(1e-9, ...values);
     strip.querySelectorAll(".cell").forEach((cell, unit) => {
-      const level = answer ? Math.max(0, values[unit]) / largest : 0;
+      // A unit that fires at all shows, however faintly.
+      const level = answer && values[unit] > 0 ? Math.max(0.05, values[unit] / largest) : 0;
       cell.style.background = answer ? `rgba(192, 57, 43, ${level.toFixed(3)})` : "";
       cell.title = answer ? `unit ${unit}: ${values[unit]}` : "";
     });
