@@ -149,6 +149,17 @@ def test_a_drawn_seven_and_a_listed_mistake_are_answered_as_the_networks_answer(
         picks = [int(p.get_attribute("data-unit"))
                  for p in deep.find_elements("css selector", ".pick")]  # fmt: skip
         assert picks == expected and picks
+        # Each frame sits on its unit's tile (6 columns; tiles 28 px, 1 px apart) as shown.
+        placed = browser.execute_script(
+            "const img = document.querySelector('#model-0 .atlas img').getBoundingClientRect();"
+            "return [...document.querySelectorAll('#model-0 .pick')].map(p => {"
+            " const r = p.getBoundingClientRect();"
+            " return [(r.left - img.left) / img.width, (r.top - img.top) / img.height]; })"
+        )  # fmt: skip
+        rows = -(-32 // 6)
+        for unit, (left, top) in zip(picks, placed, strict=True):
+            assert abs(left - (1 + 29 * (unit % 6)) / 175) < 0.01
+            assert abs(top - (1 + 29 * (unit // 6)) / (29 * rows + 1)) < 0.01
         ARTIFACTS.mkdir(exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / "explorer.png"))
         # A test image from the list of mistakes goes into the network as it is.

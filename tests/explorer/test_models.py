@@ -67,3 +67,48 @@ def test_a_damaged_file_is_named_with_what_is_wrong(project, tracking, tmp_path)
     damaged.write_bytes((project / "models" / "model.npz").read_bytes()[:500])
     found = explore_model(str(damaged), tracking, None)
     assert found.error.startswith(f"{damaged} is damaged (")
+
+
+def test_the_mistakes_listed_are_the_runs_confusion_rows(project, tracking):
+    import csv
+
+    from pipeline.explorer.app import create_app
+    from pipeline.plumbing.files import load_arrays
+
+    explored = explore_model(str(project / "models" / "model.npz"), tracking, None)
+    test = load_arrays(project / "data" / "normalised" / "test.npz", ("images", "labels"), "x")
+    found = create_app([explored], test).test_client().get("/api/models/0/misclassified")
+    with open(project / "reports" / "confusion.csv", newline="") as rows:
+        confusion = list(csv.DictReader(rows))
+    wrong = [(i, int(row["actual"]), int(row["predicted"]))
+             for i, row in enumerate(confusion) if row["actual"] != row["predicted"]]  # fmt: skip
+    listed = [(item["index"], item["label"], item["predicted"]) for item in found.json["items"]]
+    assert listed == wrong[: len(listed)] and found.json["total"] == len(wrong)
+
+
+def test_a_run_links_to_the_mlflow_ui_only_when_one_answers(project, tracking):
+    import http.server
+    import threading
+
+    from pipeline.explorer.models import ui_link
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    up = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert ui_link("sqlite:///x.db", up, "1", "abc") == f"{up}/#/experiments/1/runs/abc"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ui_link("sqlite:///x.db", up, "1", "abc") is None  # nothing answers there now
+    served = "http://team.example.invalid:5050"  # a tracking server links to itself, unasked
+    assert ui_link(served, None, "2", "def") == f"{served}/#/experiments/2/runs/def"

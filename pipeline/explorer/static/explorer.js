@@ -209,20 +209,22 @@ function showAnswer(index, answer) {
   const atlas = article.querySelector(".atlas");
   atlas.querySelectorAll(".pick").forEach((pick) => pick.remove());
   if (!answer) return;
-  const image = atlas.querySelector("img");
-  const columns = explorer.models[index].atlas_columns;
-  const place = () => {
-    const scale = image.clientWidth / image.naturalWidth;
-    for (const unit of answer.top_units) {
-      const pick = element("div", "pick");
-      pick.dataset.unit = String(unit);
-      pick.style.left = `${(1 + 29 * (unit % columns)) * scale - 2}px`;
-      pick.style.top = `${(1 + 29 * Math.floor(unit / columns)) * scale - 2}px`;
-      pick.style.width = pick.style.height = `${28 * scale}px`;
-      atlas.append(pick);
-    }
-  };
-  if (image.complete && image.naturalWidth) place(); else image.addEventListener("load", place, { once: true });
+  // Tiles are 28 px, 1 px apart, on a grid of `atlas_columns`: placed in percent of the
+  // atlas, the frames stay on their tiles at any size the page gives the image.
+  const model = explorer.models[index];
+  const columns = model.atlas_columns;
+  const rows = Math.ceil(model.sizes[1] / columns);
+  const width = 29 * columns + 1;
+  const height = 29 * rows + 1;
+  for (const unit of answer.top_units) {
+    const pick = element("div", "pick");
+    pick.dataset.unit = String(unit);
+    pick.style.left = `${(100 * (1 + 29 * (unit % columns))) / width}%`;
+    pick.style.top = `${(100 * (1 + 29 * Math.floor(unit / columns))) / height}%`;
+    pick.style.width = `${(100 * 28) / width}%`;
+    pick.style.height = `${(100 * 28) / height}%`;
+    atlas.append(pick);
+  }
 }
 
 async function showMistakes() {
