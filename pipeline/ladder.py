@@ -129,7 +129,8 @@ def newest_runs(rows: list[Row]) -> dict[str, object]:
 
 
 def minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {round(seconds % 60):02d} s"
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60:02d} s"
 
 
 def percent(error: float | None) -> str:

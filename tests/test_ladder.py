@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipeline.ladder import experiment_name, ladder_rows
+from pipeline.ladder import experiment_name, ladder_rows, minutes
 from pipeline.plumbing.errors import PipelineError
 from tests.conftest import copy_reproduced, dvc, project_client, run, tool_env
 
@@ -28,6 +28,15 @@ def test_rows_run_from_the_notes_down_the_published_errors():
 def test_an_unknown_preset_is_named_with_the_ones_there_are():
     with pytest.raises(PipelineError, match=r"no preset nope in conf/experiment/; .*notes"):
         ladder_rows(["nope"])
+
+
+def test_training_times_read_as_minutes_and_seconds():
+    assert [minutes(s) for s in (0.4, 59.6, 1019.7, 3600)] == [
+        "0 min 00 s",
+        "1 min 00 s",
+        "17 min 00 s",
+        "60 min 00 s",
+    ]
 
 
 def test_experiment_names_are_numbered_past_the_ones_taken():
