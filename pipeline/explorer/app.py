@@ -40,6 +40,7 @@ def weights_atlas(network) -> tuple[bytes, int]:
     """A PNG of every hidden unit's 28 × 28 incoming weights, each scaled by its own largest
     magnitude, on a grid one pixel apart; and the grid's column count."""
     from matplotlib import colormaps
+    from matplotlib.image import imsave
 
     tiles = first_layer_images(network).astype(np.float64)
     scale = np.abs(tiles).max(axis=(1, 2), keepdims=True)
@@ -53,8 +54,6 @@ def weights_atlas(network) -> tuple[bytes, int]:
     colours = colormaps["RdBu_r"]((atlas + 1) / 2)
     colours[np.isnan(atlas)] = (1, 1, 1, 1)
     buffer = io.BytesIO()
-    from matplotlib.image import imsave
-
     imsave(buffer, colours, format="png")
     return buffer.getvalue(), columns
 

@@ -101,3 +101,12 @@ def test_a_cpu_without_avx2_is_told_once_and_keeps_the_rest_pinned(monkeypatch, 
     assert len(notes) == 1 and "cannot run the pinned Haswell kernels" in notes[0]
     assert record["compute.preset"] == "portable_bits"
     assert record["compute.blas_kernel"]  # what it used instead, for the run's tags
+
+
+def test_freed_memory_is_kept_for_reuse_where_the_c_library_is_glibc():
+    import platform
+
+    from pipeline.plumbing.compute import keep_freed_memory
+
+    # mallopt answers 1 only for a parameter and value it accepts: both settings took.
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
