@@ -72,6 +72,10 @@ def test_the_ladder_queues_each_preset_and_tables_its_run(reproduced, tmp_path):
     (presets / "paper_hard.yaml").write_text(
         PRESET.format(lr=1e-6, epochs=1, source="Hard 2002", row="16 units, hard", error=0.001)
     )
+    # And one whose training refuses its learning rate: the queue goes on past it.
+    (presets / "paper_broken.yaml").write_text(
+        PRESET.format(lr=-1, epochs=1, source="Broken 2004", row="16 units, broken", error=0.1)
+    )
     (presets / "untracked.yaml").write_text(PRESET.format(
         lr=0.01, epochs=1, source="New 2003", row="new", error=0.1))  # fmt: skip
     before = (project / "reports" / "test_metrics.json").read_bytes()
@@ -84,7 +88,11 @@ def test_the_ladder_queues_each_preset_and_tables_its_run(reproduced, tmp_path):
     run(["git", "commit", "-qm", "two papers"], project)
 
     default_store = ("MLFLOW_TRACKING_URI",)  # the project's mlflow.db
-    table = run([*ladder, "run", "paper_hard", "paper_easy"], project, unset=default_store).stdout
+    ran = run([*ladder, "run", "paper_hard", "paper_broken", "paper_easy"], project, check=False,
+              unset=default_store)  # fmt: skip
+    assert ran.returncode == 1
+    assert "ladder: error: paper_broken failed: `dvc queue logs NAME` shows why" in ran.stderr
+    table = ran.stdout
     runs = {}
     client = project_client(project)
     for preset in ("paper_easy", "paper_hard"):
@@ -100,11 +108,17 @@ def test_the_ladder_queues_each_preset_and_tables_its_run(reproduced, tmp_path):
     assert easy_error <= 0.8 and hard_error > 0.001  # so the marks below are the true verdicts
     lines = [line for line in table.splitlines() if line.startswith(("notes", "paper_"))]
     # The notes' row has no published error and was not named: it is listed, not run here.
-    assert [line.split()[0] for line in lines] == ["notes", "paper_easy", "paper_hard"]
+    assert [line.split()[0] for line in lines] == [
+        "notes",
+        "paper_easy",
+        "paper_broken",
+        "paper_hard",
+    ]
+    assert "not run" in lines[2]  # it failed: no tested run to show
     assert "not run" in lines[0]
     assert f"{100 * easy_error:.2f}% ✔" in lines[1] and easy.info.run_id in lines[1]
-    assert f"{100 * hard_error:.2f}% ✘" in lines[2] and hard.info.run_id in lines[2]
-    assert "0.10%" in lines[2] and " 1 " in lines[2]  # the paper's error; the epochs
+    assert f"{100 * hard_error:.2f}% ✘" in lines[3] and hard.info.run_id in lines[3]
+    assert "0.10%" in lines[3] and " 1 " in lines[3]  # the paper's error; the epochs
     # The experiments ran in copies: the workspace's outputs are its own, and no timing is in
     # any file git or DVC tracks.
     assert (project / "reports" / "test_metrics.json").read_bytes() == before
