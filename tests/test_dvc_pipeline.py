@@ -160,24 +160,8 @@ def test_exp_run_with_an_override_runs_on_the_composed_params(project):
     assert now.run_id == runs[0].info.run_id
 
 
-def test_queued_experiments_log_to_the_real_root_store(project):
-    for lr in ("0.002", "0.0005"):
-        dvc(["exp", "run", "--queue", "-S", f"optimizer.lr={lr}", "-n", f"lr{lr}"], project)
-    dvc(["exp", "run", "--run-all"], project)
-    # They ran in copies under .dvc/tmp/exps/ but logged here, through $DVC_ROOT.
-    client = project_client(project)
-    run_ids = {}
-    for lr in ("0.002", "0.0005"):
-        runs = client.search_runs(["1"], f"tags.`dvc.exp_name` = 'lr{lr}'")
-        assert len(runs) == 1 and runs[0].data.params["optimizer.lr"] == lr
-        assert runs[0].info.status == "FINISHED"
-        assert runs[0].info.artifact_uri.startswith((project / "mlruns").as_uri())
-        run_ids[lr] = runs[0].info.run_id
-    shown = dvc(["exp", "show", "--no-pager", "--csv"], project).stdout
-    assert "lr0.002" in shown and "lr0.0005" in shown
-    # Each experiment's row names its MLflow run (reports/mlflow_run.json, committed in it).
-    rows = {line.split(",")[0]: line for line in shown.splitlines()}
-    assert all(run_ids[lr] in rows[f"lr{lr}"] for lr in run_ids)
+# Queued experiments (`dvc exp run --queue`, then the queue) logging to the real root store:
+# tests/test_ladder.py runs them, as `make ladder` does.
 
 
 def test_the_pipeline_run_is_one_complete_mlflow_run(reproduced, tmp_path):

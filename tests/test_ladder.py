@@ -100,6 +100,12 @@ def test_the_ladder_queues_each_preset_and_tables_its_run(reproduced, tmp_path):
         assert found.info.status == "FINISHED"
         runs[preset] = found
     easy, hard = runs["paper_easy"], runs["paper_hard"]
+    # They ran in copies under .dvc/tmp/exps/ but logged here, through $DVC_ROOT.
+    for found in (easy, hard):
+        assert found.info.artifact_uri.startswith((project / "mlruns").as_uri())
+    assert (
+        easy.data.params["optimizer.lr"] == "0.01" and hard.data.params["optimizer.lr"] == "1e-06"
+    )
     assert easy.data.tags["paper"] == "Easy 2001"
     assert hard.data.tags["paper.row"] == "16 units, hard"
     assert hard.data.tags["paper.test_error"] == "0.001" and hard.data.params["train.epochs"] == "1"
@@ -122,7 +128,11 @@ def test_the_ladder_queues_each_preset_and_tables_its_run(reproduced, tmp_path):
     # The experiments ran in copies: the workspace's outputs are its own, and no timing is in
     # any file git or DVC tracks.
     assert (project / "reports" / "test_metrics.json").read_bytes() == before
-    assert "seconds" not in dvc(["exp", "show", "--no-pager", "--csv"], project).stdout
+    shown = dvc(["exp", "show", "--no-pager", "--csv"], project).stdout
+    assert "seconds" not in shown
+    # Each experiment's row names its MLflow run (reports/mlflow_run.json, committed in it).
+    rows = {line.split(",")[0]: line for line in shown.splitlines()}
+    assert easy.info.run_id in rows["paper_easy"] and hard.info.run_id in rows["paper_hard"]
     again = run([*ladder, "table", "--markdown"], project, unset=default_store)
     assert "| paper_easy | Easy 2001 | 16 units, easy | 80.00% |" in again.stdout
 
