@@ -16,13 +16,14 @@ import json
 import os
 import shutil
 import tempfile
-import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+# A damaged .npz is described as the core's model reader describes it: one list of errors,
+# one wording (the plumbing sits above the core, which imports nothing of the project).
+from pipeline.nn.serialization import READ_ERRORS, damage_reason
 from pipeline.plumbing.errors import OUTPUTS_REPLACED, PipelineError, interrupts_deferred
 
 # The process's umask, read once (os.umask can only be read by setting it).
@@ -142,25 +143,6 @@ def load_arrays(path: str | os.PathLike, names: tuple[str, ...], made_by: str) -
             return {name: archive[name] for name in names}
     except READ_ERRORS as error:
         raise PipelineError(f"{path} is damaged ({damage_reason(error)}): {fix}") from None
-
-
-# What np.load and reading an .npz's arrays raise for a damaged file (cut short, emptied,
-# bytes changed, another format under the name). The same as the core's, nn/serialization.py,
-# which reads models: the layers keep the plumbing and the core apart.
-READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
-
-
-def damage_reason(error: BaseException) -> str:
-    """A few words for why an .npz could not be read, for a one-line message: never numpy's
-    advice to load a file that is not an archive with allow_pickle=True."""
-    text = str(error).strip().split("\n")[0]
-    if "pickle" in text or "not a zip" in text:
-        return "not a whole .npz archive: cut short, or another format"
-    if "CRC" in text or isinstance(error, zlib.error):
-        return "its bytes changed since it was written"
-    if isinstance(error, EOFError) or "truncated" in text or "negative seek" in text:
-        return "cut short"
-    return text[:200] or type(error).__name__
 
 
 def file_md5(path: str | os.PathLike) -> str:
