@@ -152,10 +152,12 @@ class MLP:
         return loss, correct, self.backward(passed, dz)
 
     def cap_unit_norms(self, max_norm: float) -> None:
-        """Max-norm (Srivastava et al. 2014): scale down, in place, every unit's incoming
-        weights (a row of Wˡ) whose L2 norm exceeds `max_norm` onto that sphere; the others,
-        and the biases, stay as they are."""
-        for w in self.weights:
+        """Max-norm (Srivastava et al. 2014, section 5.1): scale down, in place, every hidden
+        unit's incoming weights (a row of Wˡ, l < L) whose L2 norm exceeds `max_norm` onto that
+        sphere. The paper caps hidden units only: a capped output layer bounds the logits, so
+        the loss cannot fall and a high learning rate cannot be used. The other rows, the
+        output layer and the biases stay as they are."""
+        for w in self.weights[:-1]:
             norms = np.sqrt(np.einsum("ij,ij->i", w, w))
             over = norms > max_norm
             if over.any():

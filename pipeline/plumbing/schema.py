@@ -84,7 +84,7 @@ class TrainConfig:
     dropout: float = MISSING  # drop probability on hidden layers, in [0, 1)
     # Defaults, not MISSING: the records of runs made before these fields still validate.
     input_dropout: float = 0.0  # drop probability on the input pixels, in [0, 1)
-    max_norm: float | None = None  # cap on each unit's incoming weight norm; None: off
+    max_norm: float | None = None  # cap on each hidden unit's incoming weight norm; None: off
     distortion: DistortionConfig = field(default_factory=DistortionConfig)  # of each image
     max_shift: int = MISSING  # random shift of each training image, in pixels; 0: off
     patience: int | None = MISSING  # early stopping on dev accuracy; None: off

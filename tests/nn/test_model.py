@@ -84,22 +84,25 @@ def test_input_dropout_zeroes_pixels_and_scales_the_rest():
     assert rng.random() == np.random.default_rng(7).random()
 
 
-def test_max_norm_puts_long_rows_on_the_sphere_and_leaves_the_rest():
-    model = MLP.create((5, 4, 3), "relu", "he", np.random.default_rng(2), np.float64)
-    model.weights[0][0] *= 10  # one unit's incoming weights far over the cap
-    model.weights[1][:] *= 0.01  # a layer under it
+def test_max_norm_puts_long_hidden_rows_on_the_sphere_and_leaves_the_rest():
+    model = MLP.create((5, 4, 4, 3), "relu", "he", np.random.default_rng(2), np.float64)
+    model.weights[0][0] *= 10  # one hidden unit's incoming weights far over the cap
+    model.weights[1][:] *= 0.01  # a hidden layer under it
+    model.weights[2][:] *= 10  # the output layer far over it: the paper leaves it free
     before = [w.copy() for w in model.weights]
     biases = [b.copy() for b in model.biases]
     cap = 1.5
     norms = [np.linalg.norm(w, axis=1) for w in before]
     model.cap_unit_norms(cap)
-    for w, old, old_norms in zip(model.weights, before, norms, strict=True):
+    for w, old, old_norms in zip(model.weights[:-1], before[:-1], norms[:-1], strict=True):
         new_norms = np.linalg.norm(w, axis=1)
         over = old_norms > cap
         np.testing.assert_allclose(new_norms[over], cap, rtol=1e-12)
         np.testing.assert_allclose(w[over], old[over] * (cap / old_norms[over])[:, None])
         np.testing.assert_array_equal(w[~over], old[~over])  # bit for bit
     assert np.any(norms[0] > cap) and not np.any(norms[1] > cap)
+    assert np.all(norms[2] > cap)
+    np.testing.assert_array_equal(model.weights[2], before[2])  # the output layer is free
     assert all(np.array_equal(a, b) for a, b in zip(model.biases, biases, strict=True))
 
 
