@@ -154,9 +154,9 @@ class MLP:
     def cap_unit_norms(self, max_norm: float) -> None:
         """Max-norm (Srivastava et al. 2014, section 5.1): scale down, in place, every hidden
         unit's incoming weights (a row of Wˡ, l < L) whose L2 norm exceeds `max_norm` onto that
-        sphere. The paper caps hidden units only: a capped output layer bounds the logits, so
-        the loss cannot fall and a high learning rate cannot be used. The other rows, the
-        output layer and the biases stay as they are."""
+        sphere. The paper caps hidden units only; a capped output layer would also bound the
+        logits, and so how confident, and how low in loss, the network can be. The other rows,
+        the output layer and the biases stay as they are."""
         for w in self.weights[:-1]:
             norms = np.sqrt(np.einsum("ij,ij->i", w, w))
             over = norms > max_norm
