@@ -115,15 +115,14 @@ def untested(names: list[str]) -> list[str]:
     """The experiments among `names` without a FINISHED, tested MLflow run."""
     import mlflow
 
-    done = []
-    for name in names:
+    def tested(name: str) -> bool:
         runs = mlflow.search_runs(
             filter_string=f"tags.`dvc.exp_name` = '{name}' and attributes.status = 'FINISHED'",
             search_all_experiments=True, output_format="list",
         )  # fmt: skip
-        if any("test/accuracy" in run.data.metrics for run in runs):
-            done.append(name)
-    return [name for name in names if name not in done]
+        return any("test/accuracy" in run.data.metrics for run in runs)
+
+    return [name for name in names if not tested(name)]
 
 
 def newest_runs(rows: list[Row]) -> dict[str, object]:
