@@ -169,6 +169,8 @@ def table_lines(rows: list[Row], runs: dict, markdown: bool) -> list[str]:
             if row.paper_error is not None:
                 ours += " ✔" if 1 - metrics["test/accuracy"] <= row.paper_error else " ✘"
             epochs = params.get("train.epochs", "?")
+            if params.get("train.include_dev") == "True":  # a final fit on train and dev
+                epochs += " on train + dev"
             took = minutes(metrics["train/seconds"]) if "train/seconds" in metrics else "—"
             run_id = run.info.run_id
         body.append([row.preset, row.source, row.row, percent(row.paper_error), ours, epochs,

@@ -81,7 +81,9 @@ def train_in_project(
     with replaced_together(root, astuple(TrainOutputs.under(root))) as staged_paths:
         staged = TrainOutputs(*staged_paths)
         with settled(run):
-            curves = training_runs.LiveCurves(run) if run is not None else None
+            curves = None
+            if run is not None:
+                curves = training_runs.LiveCurves(run, training_runs.dev_curves(config))
             metrics = run_training(config, train, dev, staged, on_epoch=curves)
             if run is not None:
                 try:
@@ -141,11 +143,14 @@ def main(cfg: DictConfig) -> float:
             )
             metrics = train_in_project(config, resolved_yaml, name=name)
             where = TRAIN.model
-        best = metrics["best"]
-        print(
-            f"train: best dev accuracy {best['dev_accuracy']:.4f} at epoch {best['epoch']} of "
-            f"{metrics['epochs_run']}, {metrics['train_seconds']:.1f} s; model in {where}"
-        )
+        best, epochs = metrics["best"], metrics["epochs_run"]
+        if config.train.include_dev:
+            seen_accuracy = metrics["model"]["dev_accuracy"]
+            scored = f"dev accuracy {seen_accuracy:.4f} (trained on) after {epochs} epochs"
+        else:
+            best_accuracy = best["dev_accuracy"]
+            scored = f"best dev accuracy {best_accuracy:.4f} at epoch {best['epoch']} of {epochs}"
+        print(f"train: {scored}, {metrics['train_seconds']:.1f} s; model in {where}")
         write_phases("sweep-job" if multirun else "training")
         return metrics["model"]["dev_accuracy"]
 

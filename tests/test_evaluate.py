@@ -37,3 +37,21 @@ def test_evaluate_logs_a_complete_new_run_when_the_training_run_is_gone(
     assert {"test/accuracy", "model/dev_accuracy"} <= set(logged.data.metrics)
     weights = hashlib.sha256((project / "models" / "model.npz").read_bytes()).hexdigest()
     assert logged.data.tags["model.sha256"] == weights  # a later evaluate finds it again
+
+
+def test_a_final_fit_on_train_and_dev_logs_its_dev_scores_as_seen_ones(project, mlflow_store):
+    args = [*QUICK, "train.include_dev=true"]
+    trained = run([sys.executable, "-m", "pipeline.train", *args], project)
+    assert "(trained on)" in trained.stdout and "best dev accuracy" not in trained.stdout
+    run([sys.executable, "-m", "pipeline.evaluate", *args], project)
+    client = mlflow.MlflowClient(mlflow_store)
+    experiment = client.get_experiment_by_name("mnist-from-scratch")
+    (logged,) = client.search_runs([experiment.experiment_id])
+    assert logged.info.status == "FINISHED" and logged.data.params["train.include_dev"] == "True"
+    curve = client.get_metric_history(logged.info.run_id, "dev_seen/accuracy")
+    assert [m.step for m in curve] == [1, 2]
+    # No dev score of this run may sit in the columns where held-out ones are compared.
+    assert not {"dev/accuracy", "model/dev_accuracy", "best/dev_accuracy"} & set(
+        logged.data.metrics
+    )
+    assert "test/accuracy" in logged.data.metrics

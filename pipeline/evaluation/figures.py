@@ -41,14 +41,16 @@ def confusion_heatmap(confusion: np.ndarray, path: str | os.PathLike) -> None:
     _save(figure, path)
 
 
-def training_curves(history: dict[str, np.ndarray], path: str | os.PathLike) -> None:
+def training_curves(
+    history: dict[str, np.ndarray], path: str | os.PathLike, dev_label: str = "dev"
+) -> None:
     """`history` holds equal-length columns epoch, train_loss, dev_loss, train/dev_accuracy."""
     figure = Figure(figsize=(10, 4))
     loss_axes, accuracy_axes = figure.subplots(1, 2)
     epoch = history["epoch"]
-    for split, style in (("train", "-"), ("dev", "--")):
-        loss_axes.plot(epoch, history[f"{split}_loss"], style, label=split)
-        accuracy_axes.plot(epoch, history[f"{split}_accuracy"], style, label=split)
+    for split, style, label in (("train", "-", "train"), ("dev", "--", dev_label)):
+        loss_axes.plot(epoch, history[f"{split}_loss"], style, label=label)
+        accuracy_axes.plot(epoch, history[f"{split}_accuracy"], style, label=label)
     loss_axes.set(xlabel="epoch", ylabel="cross-entropy", title="Loss", yscale="log")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     for axes in (loss_axes, accuracy_axes):

@@ -49,9 +49,10 @@ def evaluate_model(
     history: dict[str, np.ndarray],
     outputs: EvaluateOutputs,
     draw_figures: bool = True,
+    dev_seen: bool = False,
 ) -> dict:
     """Score `network` on `test`, write metrics, confusion rows and (if `draw_figures`) the
-    figures; return the metrics."""
+    figures; return the metrics. `dev_seen`: the network trained on the dev set too."""
     if test["images"].shape[1] != network.sizes[0]:
         raise PipelineError(
             f"the test images have {test['images'].shape[1]} pixels but the model takes "
@@ -70,6 +71,7 @@ def evaluate_model(
         figures.confusion_heatmap(
             confusion_matrix(labels, predicted, NUM_CLASSES), outputs.figure("confusion_matrix")
         )
-        figures.training_curves(history, outputs.figure("training_curves"))
+        dev_label = "dev (trained on)" if dev_seen else "dev"
+        figures.training_curves(history, outputs.figure("training_curves"), dev_label)
         figures.misclassified_grid(images, labels, predicted, outputs.figure("misclassified"))
     return metrics

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from pipeline.evaluation.reports import evaluate_model, load_model
+from pipeline.plumbing.config import ConfigError
 from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.files import read_columns
 from pipeline.plumbing.paths import (
@@ -36,6 +37,11 @@ def run_sweep_job(
     """Train and evaluate into `job_dir`; return the train and the test metrics."""
     train_outputs, evaluate_outputs = TrainOutputs.under(job_dir), EvaluateOutputs.under(job_dir)
     check_hyperparameters(config)
+    if config.train.include_dev:
+        raise ConfigError(
+            "train.include_dev=true trains on the dev set this sweep selects on: sweep with "
+            "train.include_dev=false, then train the chosen settings with it true"
+        )
     with phase("data"):
         train, dev, test = job_data()
     run, settled = None, contextlib.nullcontext

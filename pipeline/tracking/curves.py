@@ -1,9 +1,9 @@
 """Per-epoch curves logged live: the trainer's `on_epoch` hands each epoch's record over, and
 a thread of its own sends it, so that no epoch waits for the store.
 
-    curves = LiveCurves(run)                   # before training
+    curves = LiveCurves(run, dev_curves(config))    # before training
     run_training(..., on_epoch=curves)
-    curves.flush()                             # every epoch in the store, or StoreError
+    curves.flush()                                  # every epoch in the store, or StoreError
 
 A store that stops answering costs a warning, not the training; the epochs it missed are sent
 once it answers again, at the latest by `flush`. A run that ends otherwise (an error, Ctrl-C)
@@ -24,6 +24,13 @@ from pipeline.tracking.runs import Run
 from pipeline.tracking.store import StoreError
 
 
+def dev_curves(config) -> str:
+    """What the per-epoch dev scores are logged as: dev/*, or dev_seen/* for a training that
+    fitted the dev images too (train.include_dev), whose dev scores then measure no
+    generalisation and must not sit beside held-out ones in the MLflow UI."""
+    return "dev_seen" if config.train.include_dev else "dev"
+
+
 class LiveCurves:
     """Logs each epoch's record as the epoch ends, from a thread of its own: the next epoch
     does not wait for the store (a request to a server takes about 0.1 s), and the epochs
@@ -35,8 +42,9 @@ class LiveCurves:
 
     RETRY_AFTER = 60.0
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, dev: str = "dev"):
         self.run = run
+        self.dev = dev  # the dev curves' name: dev_seen when the network trained on dev
         self.unsent: list[EpochRecord] = []
         # When each unsent epoch ended: a request the store took but whose answer was lost is
         # sent again with the same stamps, and the store keeps one copy.
@@ -106,7 +114,7 @@ class LiveCurves:
 
     def send(self) -> None:
         if self.unsent:
-            self.run.log_epochs(self.unsent, self.stamps)
+            self.run.log_epochs(self.unsent, self.stamps, self.dev)
             if self.failing_since is not None:
                 tqdm.write(f"train: the MLflow store answers again; {len(self.unsent)} epochs sent")
             self.unsent, self.stamps = [], []

@@ -95,10 +95,11 @@ class Run:
         self.client.log_batch(self.run_id, metrics=batch)
 
     @whole
-    def log_epochs(self, records, stamps: list[int] | None = None) -> None:
+    def log_epochs(self, records, stamps: list[int] | None = None, dev: str = "dev") -> None:
         """`EpochRecord`s as the run's per-epoch curves, in as few requests as MLflow allows.
         `stamps`: each record's time (ms) when it was first sent; sending a record again with
-        the same stamp adds nothing, as the store drops a metric row it already has."""
+        the same stamp adds nothing, as the store drops a metric row it already has. `dev`:
+        the name of the dev scores' curves, `dev_seen` when the network trained on dev."""
         now = int(time.time() * 1000)
         stamps = stamps or [now] * len(records)
         batch = [
@@ -107,8 +108,8 @@ class Run:
             for key, value in (
                 ("train/loss", record.train_loss),
                 ("train/accuracy", record.train_accuracy),
-                ("dev/loss", record.dev_loss),
-                ("dev/accuracy", record.dev_accuracy),
+                (f"{dev}/loss", record.dev_loss),
+                (f"{dev}/accuracy", record.dev_accuracy),
                 ("train/learning_rate", record.learning_rate),
             )
         ]

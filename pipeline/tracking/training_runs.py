@@ -30,7 +30,7 @@ from pipeline.plumbing.files import file_md5, file_sha256, read_columns, read_js
 from pipeline.plumbing.paths import EvaluateOutputs, TrainOutputs
 from pipeline.plumbing.phases import phase
 from pipeline.plumbing.schema import Config
-from pipeline.tracking.curves import LiveCurves
+from pipeline.tracking.curves import LiveCurves, dev_curves
 from pipeline.tracking.registry import MODEL_KIND_TAG, WEIGHTS_ARTIFACT, log_pyfunc_model
 from pipeline.tracking.runs import Run, stale_runs
 from pipeline.tracking.store import open_store, store_calls
@@ -126,11 +126,13 @@ def log_training(
 
 
 def score_values(metrics: dict) -> dict[str, float]:
-    scores = {
-        "best/dev_accuracy": metrics["best"]["dev_accuracy"],
-        "best/epoch": metrics["best"]["epoch"],
-        "model/dev_accuracy": metrics["model"]["dev_accuracy"],
-    }
+    scores = {}
+    if metrics.get("dev_held_out", True):  # else no dev score says how well it generalises
+        scores = {
+            "best/dev_accuracy": metrics["best"]["dev_accuracy"],
+            "best/epoch": metrics["best"]["epoch"],
+            "model/dev_accuracy": metrics["model"]["dev_accuracy"],
+        }
     if "train_seconds" in metrics:  # not when a run is rebuilt from the files
         scores["train/seconds"] = metrics["train_seconds"]
     return scores
@@ -239,7 +241,7 @@ def reopen_training_run(
         EpochRecord(int(epoch), *(float(history[column][row]) for column in columns), seconds=0.0)
         for row, epoch in enumerate(history["epoch"])
     ]
-    run.log_epochs(records)
+    run.log_epochs(records, dev=dev_curves(config))
     if metrics is not None:
         log_training(run, metrics, train_outputs)
     return run

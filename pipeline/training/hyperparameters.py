@@ -90,6 +90,11 @@ def hyperparameter_problems(config: Config) -> list[str]:
             train.patience is None or train.patience >= 1,
             f"train.patience={train.patience} must be ≥ 1 (or null for no early stopping)",
         ),
+        (
+            not (train.include_dev and train.patience is not None),
+            f"train.patience={train.patience} stops on dev accuracy, which "
+            "train.include_dev=true scores on images it trained on: set train.patience=null",
+        ),
         one_of("train.dtype", train.dtype, DTYPES),
         (train.seed >= 0, f"train.seed={train.seed} must be ≥ 0"),
     ]

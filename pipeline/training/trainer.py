@@ -60,7 +60,11 @@ def train_model(
     it on the arrays; no files touched."""
     dtype = np.dtype(config.train.dtype)
     x_train = train_data["images"].astype(dtype, copy=False)
+    y_train = train_data["labels"]
     x_dev = dev_data["images"].astype(dtype, copy=False)
+    if config.train.include_dev:  # the final fit on every labelled image; dev is then seen
+        x_train = np.concatenate([x_train, x_dev])
+        y_train = np.concatenate([y_train, dev_data["labels"]])
     rng = np.random.default_rng(config.train.seed)
     set_lanes(lanes_for(config.compute))  # the speed only: any count gives the same bits
     keep_freed_memory()
@@ -72,7 +76,7 @@ def train_model(
     )
     try:
         result = fit(
-            model, x_train, train_data["labels"], x_dev, dev_data["labels"],
+            model, x_train, y_train, x_dev, dev_data["labels"],
             optimizer=optimizer, schedule=schedule, epochs=config.train.epochs,
             batch_size=config.train.batch_size, rng=rng, dropout=config.train.dropout,
             input_dropout=config.train.input_dropout, max_norm=config.train.max_norm,
@@ -86,9 +90,10 @@ def train_model(
     return model, result
 
 
-def train_metrics(result: FitResult) -> dict:
+def train_metrics(result: FitResult, dev_held_out: bool = True) -> dict:
     """What reports/train_metrics.json holds: scores only, the same bits on every machine that
-    computes alike (the seconds a training took go to MLflow, never into a committed file)."""
+    computes alike (the seconds a training took go to MLflow, never into a committed file).
+    `dev_held_out` false: the dev scores are on images the network trained on."""
 
     def scores(record: EpochRecord) -> dict[str, float]:
         return {name: getattr(record, name) for name in HISTORY_COLUMNS[1:]}
@@ -99,6 +104,7 @@ def train_metrics(result: FitResult) -> dict:
         "model": {"epoch": result.kept.epoch, "dev_accuracy": result.kept.dev_accuracy},
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
+        "dev_held_out": dev_held_out,
     }
 
 
@@ -137,13 +143,16 @@ def run_training(
     the metrics and the seconds training took. `on_epoch(record)` is called after each epoch.
     A training that would not fit in memory stops before it starts."""
     rows, features = train_data["images"].shape
-    check_memory(config, rows, len(dev_data["images"]), features)
+    dev_rows = len(dev_data["images"])
+    check_memory(config, rows + dev_rows * config.train.include_dev, dev_rows, features)
+    dev_label = "seen_dev_acc" if config.train.include_dev else "dev_acc"
     with tqdm(total=config.train.epochs, desc="train", unit="epoch", disable=not progress) as bar:
 
         def after_epoch(record: EpochRecord) -> None:
             if on_epoch is not None:
                 on_epoch(record)
-            bar.set_postfix(loss=f"{record.train_loss:.4f}", dev_acc=f"{record.dev_accuracy:.4f}")
+            dev = {dev_label: f"{record.dev_accuracy:.4f}"}
+            bar.set_postfix(loss=f"{record.train_loss:.4f}", **dev)
             bar.update(1)
 
         started = time.perf_counter()
@@ -153,7 +162,7 @@ def run_training(
     # Each epoch's record times its training steps; the rest of the loop scored the dev set.
     steps = sum(record.seconds for record in result.history)
     move_time("epochs", "scoring", seconds - steps)
-    metrics = train_metrics(result)
+    metrics = train_metrics(result, dev_held_out=not config.train.include_dev)
     save_arrays(outputs.model, **model_to_arrays(model))
     write_json(outputs.metrics, metrics)
     write_text(outputs.history, history_csv(result))

@@ -166,6 +166,16 @@ def test_optuna_sweeper_runs_trials_as_child_runs(project, tmp_path, mlflow_stor
     assert (tmp_path / "sweep" / "1" / "reports" / "figures" / "misclassified.png").is_file()
 
 
+def test_a_sweep_job_refuses_to_train_on_the_dev_set_it_is_selected_on(tmp_path):
+    from pipeline.plumbing.config import ConfigError, compose_conf, validate
+    from pipeline.sweeps.job import run_sweep_job
+
+    config = validate(compose_conf([*QUICK, "train.include_dev=true"]))
+    with pytest.raises(ConfigError, match=r"trains on the dev set this sweep selects on"):
+        run_sweep_job(config, "", tmp_path / "job", None)
+    assert not (tmp_path / "job").exists()  # refused before any work
+
+
 def test_a_job_rejected_before_training_still_fails_the_parent(project, tmp_path, mlflow_store):
     result = sweep(project, tmp_path / "sweep", "optimizer.lr=0.001,0", check=False)
     assert result.returncode != 0

@@ -93,6 +93,25 @@ def test_same_config_gives_bit_identical_weights_and_metrics(split_data, tmp_pat
     assert other.model.read_bytes() != runs[0][0]
 
 
+def test_include_dev_fits_the_dev_images_too_and_says_its_dev_scores_are_seen(tmp_path):
+    # Digits 0-4 to train on, 5-9 in dev: only a network that also fits dev can name a 5-9.
+    train, dev = split_arrays(300, 1), split_arrays(100, 2)
+    low, high = train["labels"] < 5, dev["labels"] >= 5
+    train = {name: array[low] for name, array in train.items()}
+    dev = {name: array[high] for name, array in dev.items()}
+    held_out, fitted = (
+        run_training(
+            small(["train.epochs=40", *extra]), train, dev, TrainOutputs.under(where), False
+        )
+        for extra, where in (([], tmp_path / "a"), (["train.include_dev=true"], tmp_path / "b"))
+    )
+    assert held_out["final"]["dev_accuracy"] == 0.0 and held_out["dev_held_out"] is True
+    assert fitted["final"]["dev_accuracy"] >= 0.9 and fitted["dev_held_out"] is False
+    assert (
+        json.loads(TrainOutputs.under(tmp_path / "b").metrics.read_text())["dev_held_out"] is False
+    )
+
+
 def test_missing_input_names_the_stage_to_run(tmp_path):
     with pytest.raises(PipelineError, match=r"run `dvc repro split` first"):
         load_split(tmp_path / "train.npz", tmp_path / "dev.npz")
