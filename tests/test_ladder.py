@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
-from pipeline.ladder import experiment_name, ladder_rows, minutes
+from pipeline.ladder import Row, experiment_name, ladder_rows, minutes, table_lines
 from pipeline.plumbing.errors import PipelineError
 from tests.conftest import copy_reproduced, dvc, project_client, run, tool_env
 
@@ -37,6 +38,20 @@ def test_training_times_read_as_minutes_and_seconds():
         "17 min 00 s",
         "60 min 00 s",
     ]
+
+
+def test_a_row_fitted_on_train_and_dev_says_so_beside_its_epochs():
+    row = Row("paper_final", "Final 2014", "3 × 1024", 0.0106, 150)
+
+    def logged(include_dev: str, accuracy: float) -> SimpleNamespace:
+        params = {"train.epochs": "150", "train.include_dev": include_dev}
+        data = SimpleNamespace(metrics={"test/accuracy": accuracy}, params=params)
+        return SimpleNamespace(data=data, info=SimpleNamespace(run_id="abc"))
+
+    final = table_lines([row], {"paper_final": logged("True", 0.9895)}, markdown=True)[-1]
+    held_out = table_lines([row], {"paper_final": logged("False", 0.9890)}, markdown=True)[-1]
+    assert "| 1.05% ✔ | 150 on train + dev |" in final
+    assert "| 1.10% ✘ | 150 |" in held_out
 
 
 def test_experiment_names_are_numbered_past_the_ones_taken():
