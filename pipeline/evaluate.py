@@ -61,8 +61,9 @@ def evaluate_in_project(config: Config, resolved_yaml: str = "") -> dict:
     with replaced_together(ROOT, astuple(EVALUATE)) as staged_paths:
         staged = EvaluateOutputs(*staged_paths)
         with settled(run):
-            dev_seen = config.train.include_dev
-            metrics = evaluate_model(network, test, history, staged, dev_seen=dev_seen)
+            metrics = evaluate_model(
+                network, test, history, staged, dev_seen=config.train.include_dev
+            )
             if run is not None:
                 # Only the workspace pipeline (`dvc repro`) moves the alias; experiments do not.
                 register = run_by_dvc() and not os.environ.get("DVC_EXP_NAME")

@@ -128,11 +128,9 @@ def log_training(
 def score_values(metrics: dict) -> dict[str, float]:
     scores = {}
     if metrics.get("dev_held_out", True):  # else no dev score says how well it generalises
-        scores = {
-            "best/dev_accuracy": metrics["best"]["dev_accuracy"],
-            "best/epoch": metrics["best"]["epoch"],
-            "model/dev_accuracy": metrics["model"]["dev_accuracy"],
-        }
+        scores["best/dev_accuracy"] = metrics["best"]["dev_accuracy"]
+        scores["best/epoch"] = metrics["best"]["epoch"]
+        scores["model/dev_accuracy"] = metrics["model"]["dev_accuracy"]
     if "train_seconds" in metrics:  # not when a run is rebuilt from the files
         scores["train/seconds"] = metrics["train_seconds"]
     return scores

@@ -144,8 +144,9 @@ def run_training(
     A training that would not fit in memory stops before it starts."""
     rows, features = train_data["images"].shape
     dev_rows = len(dev_data["images"])
-    check_memory(config, rows + dev_rows * config.train.include_dev, dev_rows, features)
-    dev_label = "seen_dev_acc" if config.train.include_dev else "dev_acc"
+    fitted_rows = rows + dev_rows if config.train.include_dev else rows
+    check_memory(config, fitted_rows, dev_rows, features)
+    dev_label = "dev_seen_acc" if config.train.include_dev else "dev_acc"  # as MLflow names it
     with tqdm(total=config.train.epochs, desc="train", unit="epoch", disable=not progress) as bar:
 
         def after_epoch(record: EpochRecord) -> None:
