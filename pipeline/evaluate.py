@@ -30,16 +30,16 @@ from pipeline.plumbing.compute import lanes_for, pin
 from pipeline.plumbing.config import params_readable, run_by_dvc, stage_config
 from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import stage_errors
-from pipeline.plumbing.files import read_columns, replaced_together
+from pipeline.plumbing.files import read_columns
 from pipeline.plumbing.paths import (
     EVALUATE,
     NORMALISED_TEST,
-    ROOT,
     SPLIT_DEV,
     SPLIT_TRAIN,
     TRAIN,
     EvaluateOutputs,
 )
+from pipeline.plumbing.publish import staged_outputs
 from pipeline.plumbing.schema import Config
 
 
@@ -49,17 +49,18 @@ def evaluate_in_project(config: Config, resolved_yaml: str = "") -> dict:
     network = load_model(TRAIN.model)
     test = load_dataset(NORMALISED_TEST, made_by="normalise")
     history = read_columns(TRAIN.history, made_by="train")
-    run, settled = None, contextlib.nullcontext
-    if config.tracking.enabled:
-        # Imported only when tracking is on: mlflow costs over a second to import.
-        from pipeline.tracking import training_runs
-        from pipeline.tracking.runs import settled
+    # Staged first: an output folder that cannot be written fails before the run is reopened.
+    with staged_outputs(astuple(EVALUATE)) as outputs:
+        run, settled, failed_after = None, contextlib.nullcontext, contextlib.nullcontext
+        if config.tracking.enabled:
+            # Imported only when tracking is on: mlflow costs over a second to import.
+            from pipeline.tracking import training_runs
+            from pipeline.tracking.runs import failed_after, settled
 
-        data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
-        run = training_runs.reopen_training_run(config, resolved_yaml, TRAIN, data)
-        training_runs.tag_test_data(run, NORMALISED_TEST)
-    with replaced_together(ROOT, astuple(EVALUATE)) as staged_paths:
-        staged = EvaluateOutputs(*staged_paths)
+            data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
+            run = training_runs.reopen_training_run(config, resolved_yaml, TRAIN, data)
+            training_runs.tag_test_data(run, NORMALISED_TEST)
+        staged = EvaluateOutputs(*outputs.paths)
         with settled(run):
             metrics = evaluate_model(
                 network, test, history, staged, dev_seen=config.train.include_dev
@@ -70,6 +71,8 @@ def evaluate_in_project(config: Config, resolved_yaml: str = "") -> dict:
                 training_runs.log_evaluation(
                     run, config, metrics, staged, TRAIN.model, test["images"][:2], register
                 )
+        with failed_after(run):  # the run says so if its reports cannot be put in place
+            outputs.publish()
     return metrics
 
 

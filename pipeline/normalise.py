@@ -15,8 +15,8 @@ from pipeline.data.normalisation import normalise_mnist
 from pipeline.plumbing.compute import pin
 from pipeline.plumbing.config import params_readable, stage_config
 from pipeline.plumbing.errors import stage_errors
-from pipeline.plumbing.files import replaced_together
-from pipeline.plumbing.paths import DATA_STATS, NORMALISED_TEST, NORMALISED_TRAIN, RAW_DIR, ROOT
+from pipeline.plumbing.paths import DATA_STATS, NORMALISED_TEST, NORMALISED_TRAIN, RAW_DIR
+from pipeline.plumbing.publish import replaced_together
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> None:
         config = stage_config(cfg)
         pin(config.compute, "normalise")  # may restart this process: before any work
         outputs = (NORMALISED_TRAIN, NORMALISED_TEST, DATA_STATS)
-        with replaced_together(ROOT, outputs) as staged:
+        with replaced_together(outputs) as staged:
             stats = normalise_mnist(RAW_DIR, config.data.files, *staged)
         print(
             f"normalise: {stats['train']['count']} train and {stats['test']['count']} test "

@@ -13,15 +13,15 @@ from omegaconf import DictConfig
 from pipeline.data.dev_split import split_dataset
 from pipeline.plumbing.config import params_readable, stage_config
 from pipeline.plumbing.errors import stage_errors
-from pipeline.plumbing.files import replaced_together
-from pipeline.plumbing.paths import NORMALISED_TRAIN, ROOT, SPLIT_DEV, SPLIT_TRAIN
+from pipeline.plumbing.paths import NORMALISED_TRAIN, SPLIT_DEV, SPLIT_TRAIN
+from pipeline.plumbing.publish import replaced_together
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     with stage_errors("split"):
         config = stage_config(cfg)
-        with replaced_together(ROOT, (SPLIT_TRAIN, SPLIT_DEV)) as (train, dev):
+        with replaced_together((SPLIT_TRAIN, SPLIT_DEV)) as (train, dev):
             sizes = split_dataset(
                 NORMALISED_TRAIN, train, dev, config.split.dev_size, config.split.seed
             )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from dataclasses import astuple
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.plumbing.compute import check_in_force, pin
 from pipeline.plumbing.config import params_readable, run_by_dvc, stage_config
 from pipeline.plumbing.errors import PipelineError, stage_errors
-from pipeline.plumbing.files import replaced_together, write_json
+from pipeline.plumbing.files import write_json
 from pipeline.plumbing.paths import (
     EXPERIMENT_RUN,
     ROOT,
@@ -51,6 +52,7 @@ from pipeline.plumbing.paths import (
     TrainOutputs,
 )
 from pipeline.plumbing.phases import phase, start_job, write_phases
+from pipeline.plumbing.publish import staged_outputs
 from pipeline.plumbing.schema import Config
 from pipeline.sweeps.ending import settled_sweep, sweep_job
 from pipeline.sweeps.job import run_sweep_job
@@ -68,18 +70,19 @@ def train_in_project(
     check_hyperparameters(config)
     with phase("data"):
         train, dev = load_split(SPLIT_TRAIN, SPLIT_DEV)
-    run, settled = None, contextlib.nullcontext
-    if config.tracking.enabled:
-        # Imported only when tracking is on: mlflow costs over a second to import.
-        from pipeline.tracking import training_runs
-        from pipeline.tracking.runs import settled
-        from pipeline.tracking.store import TrackingError
+    # Staged first: an output folder that cannot be written fails before a run is started.
+    with staged_outputs(astuple(TrainOutputs.under(root))) as outputs:
+        run, settled, failed_after = None, contextlib.nullcontext, contextlib.nullcontext
+        if config.tracking.enabled:
+            # Imported only when tracking is on: mlflow costs over a second to import.
+            from pipeline.tracking import training_runs
+            from pipeline.tracking.runs import failed_after, settled
+            from pipeline.tracking.store import TrackingError
 
-        kind = "pipeline" if run_by_dvc() else "direct"
-        data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
-        run = training_runs.start_training_run(config, resolved_yaml, kind, name, data)
-    with replaced_together(root, astuple(TrainOutputs.under(root))) as staged_paths:
-        staged = TrainOutputs(*staged_paths)
+            kind = "pipeline" if run_by_dvc() else "direct"
+            data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
+            run = training_runs.start_training_run(config, resolved_yaml, kind, name, data)
+        staged = TrainOutputs(*outputs.paths)
         with settled(run):
             curves = None
             if run is not None:
@@ -90,8 +93,10 @@ def train_in_project(
                     training_runs.log_training(run, metrics, staged, curves)
                 except TrackingError as error:
                     raise keep_aside(staged, root, run.run_id, error) from None
-        # Leaving this block after the run ended FINISHED (or with tracking off) is what
-        # puts the new outputs in place.
+        # Only once the run ended FINISHED (or with tracking off) do the new outputs go in
+        # place; if they cannot, the run ends FAILED after all, saying why.
+        with failed_after(run):
+            outputs.publish()
     if os.environ.get("DVC_EXP_NAME") and root == ROOT:
         write_json(EXPERIMENT_RUN, {"run_id": run.run_id if run is not None else None})
     return metrics
@@ -103,8 +108,8 @@ def keep_aside(staged: TrainOutputs, root: Path, run_id: str, error: Exception) 
     kept = root / UNPUBLISHED / run_id
     kept.mkdir(parents=True, exist_ok=True)
     for path in astuple(staged):
-        if path.exists():
-            path.replace(kept / path.name)
+        if path.exists():  # the reports may be on another filesystem than models/
+            shutil.move(path, kept / path.name)
     return PipelineError(
         f"{error} at the end of the run; the trained model and its reports are kept in "
         f"{kept.relative_to(root)}/, and {TRAIN.model.relative_to(ROOT)} and the reports are the "

@@ -27,8 +27,9 @@ from pathlib import Path
 import pooch
 
 from pipeline.plumbing.errors import PipelineError
-from pipeline.plumbing.files import file_sha256, move_together
+from pipeline.plumbing.files import file_sha256
 from pipeline.plumbing.paths import ROOT
+from pipeline.plumbing.publish import STAGING, replaced_together
 from pipeline.plumbing.schema import FileSpec
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -151,12 +152,12 @@ def verify(staging: Path, files: Mapping[str, FileSpec]) -> None:
 
 
 def publish(staging: Path, out_dir: Path, names: list[str]) -> None:
-    """Replace `out_dir` with a folder of just the verified files, in one swap."""
-    ready = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    ready.chmod(0o755)  # mkdtemp's 0700 would hide the data from other users
-    for name in names:
-        (staging / name).replace(ready / name)
-    move_together([(ready, out_dir)])
+    """Replace `out_dir` with a folder of just the verified files, in one swap. `out_dir` may
+    be on another filesystem than the download's folder (a mounted volume): a copy, then."""
+    with replaced_together([out_dir]) as (ready,):
+        ready.mkdir()
+        for name in names:
+            shutil.move(staging / name, ready / name)
 
 
 STAGING_PREFIX = ".fetch-staging."
@@ -165,7 +166,7 @@ STAGING_PREFIX = ".fetch-staging."
 def remove_leftovers(out_dir: Path, report: Callable[[str], None]) -> None:
     """Delete the staging folders a killed fetch left beside `out_dir` (SIGKILL skips every
     clean-up); DVC runs one stage at a time, so none of them belongs to a live fetch."""
-    patterns = (f"{STAGING_PREFIX}*", f".{out_dir.name}.*")
+    patterns = (f"{STAGING_PREFIX}*", f".{out_dir.name}.*", f"{STAGING}*")
     for leftover in sorted(p for pattern in patterns for p in out_dir.parent.glob(pattern)):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)

@@ -14,7 +14,7 @@ import os
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no display, no global figure state
 
-from pipeline.plumbing.files import atomic_path
+from pipeline.plumbing.publish import atomic_path
 
 
 def _save(figure: Figure, path: str | os.PathLike) -> None:

@@ -14,6 +14,7 @@ during such a step and raises it as soon as the step is done.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -23,6 +24,33 @@ from collections.abc import Iterator
 
 class PipelineError(Exception):
     """Bad input or state that the user can fix; the message says what and how."""
+
+
+FIXES = {
+    errno.ENOSPC: "free disk space on that filesystem, and run it again",
+    errno.EDQUOT: "the disk quota is used up: free space or raise the quota, and run it again",
+    errno.EFBIG: "the file is larger than this process may write: raise the file-size limit "
+    "(ulimit -f)",
+    errno.EROFS: "the filesystem is mounted read-only: mount it read-write, or point that "
+    "output at a writable place",
+    errno.EACCES: "this user may not write there: change the folder's owner or mode, or run "
+    "as a user who may",
+    errno.EPERM: "the operation is not permitted there (an immutable file, or a filesystem "
+    "that forbids it): change the file's attributes or mount options",
+    errno.EXDEV: "the temporary file and the output are on different filesystems; report this, "
+    "as outputs are staged on their own filesystem",
+    errno.EBUSY: "it is a mount point or in use: mount the folder that holds it instead of "
+    "the file itself",
+    errno.EISDIR: "a folder is in the way: move it elsewhere",
+    errno.ENOTDIR: "a file is in the way where a folder should be: move it elsewhere",
+}
+
+
+def os_reason(error: OSError) -> str:
+    """An OS error's reason and the fix a user can make; the earlier outputs are intact."""
+    reason = error.strerror or str(error)
+    fix = FIXES.get(error.errno)
+    return f"{reason} ({fix})" if fix else reason
 
 
 def without_password(url: str) -> str:
@@ -125,7 +153,7 @@ def stage_errors(stage: str, exit_on_error: bool = True) -> Iterator[None]:
         message = str(error)
         if isinstance(error, OSError):  # e.g. a folder that is not writable, an I/O error
             where = f" ({error.filename})" if error.filename else ""
-            message = f"{error.strerror or error}{where}; its earlier outputs are as they were"
+            message = f"{os_reason(error)}{where}; its earlier outputs are as they were"
         print(f"{stage}: error: {message}", file=sys.stderr)
         if not exit_on_error:
             raise

@@ -1,22 +1,18 @@
 """Files in and out: atomic writes (whole or not at all), arrays without pickle, hashes.
 
-Each writer writes into a temporary file next to the destination and renames it into place
-(`os.replace` is atomic within one filesystem), so an error, Ctrl-C or SIGTERM mid-write never
-leaves a partial file at the output path.
+Each writer writes into a temporary file next to the destination, syncs it and renames it into
+place (plumbing/publish.py: `os.replace` is atomic within one filesystem, and the temporary file
+is on the destination's), so an error, Ctrl-C or SIGTERM mid-write never leaves a partial file
+at the output path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import errno
 import functools
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,87 +20,8 @@ import numpy as np
 # A damaged .npz is described as the core's model reader describes it: one list of errors,
 # one wording (the plumbing sits above the core, which imports nothing of the project).
 from pipeline.nn.serialization import READ_ERRORS, damage_reason
-from pipeline.plumbing.errors import OUTPUTS_REPLACED, PipelineError, interrupts_deferred
-
-# The process's umask, read once (os.umask can only be read by setting it).
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-@contextlib.contextmanager
-def staging_folder(root: Path) -> Iterator[Path]:
-    """A private folder under `root` to write a set of outputs into before `move_together`
-    puts them in place; removed afterwards, whatever happened (a killed process's folder is
-    git-ignored, `.staging.*`)."""
-    root.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=".staging.", dir=root))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def move_together(moves: list[tuple[Path, Path]]) -> None:
-    """Rename each staged file or folder onto its destination, with Ctrl-C and SIGTERM held
-    off until all are in place, so the set is replaced whole or not at all. A destination
-    folder is swapped: moved aside, replaced, then deleted."""
-    with interrupts_deferred(OUTPUTS_REPLACED):
-        for staged, destination in moves:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            if staged.is_dir() and destination.exists():
-                old = Path(tempfile.mkdtemp(prefix=".staging.old.", dir=destination.parent))
-                destination.replace(old / destination.name)
-                staged.replace(destination)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                staged.replace(destination)
-
-
-@contextlib.contextmanager
-def replaced_together(root: Path, destinations: Sequence[Path]) -> Iterator[list[Path]]:
-    """Staged paths for `destinations` (all under `root`) to write into; only if the block
-    succeeds do they replace the destinations, together. A failure leaves every one as it was."""
-    with staging_folder(root) as staging:
-        staged = [staging / destination.relative_to(root) for destination in destinations]
-        yield staged
-        move_together(list(zip(staged, destinations, strict=True)))
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as error:
-        raise PipelineError(
-            f"cannot write {shown(path)}: {os_reason(error)}; the previous outputs are as they were"
-        ) from error
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # no room: the disk, a quota, a size limit
-
-
-def os_reason(error: OSError) -> str:
-    """An OS error's reason and, for a full disk, the fix; the earlier outputs are intact."""
-    reason = error.strerror or str(error)
-    if error.errno in FULL:
-        reason += " (free disk space, or raise the quota or file-size limit, and run it again)"
-    return reason
-
-
-def shown(path: Path) -> str:
-    """`path` as the user knows it: without the private staging folder it is written in."""
-    path = Path(*(part for part in path.parts if not part.startswith(".staging.")))
-    return str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
+from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.publish import atomic_path
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> None:

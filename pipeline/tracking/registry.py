@@ -98,10 +98,13 @@ def log_pyfunc_model(run, weights: Path, example, register: str | None, alias: s
     ):
         # Hints aimed at models without a signature or with missing values: neither applies.
         warnings.simplefilter("ignore", UserWarning)
+        # A copy: MLflow cannot log a symlink (DVC's `cache.type symlink` makes the model one).
+        shipped_weights = Path(staging) / weights.name
+        shutil.copyfile(weights, shipped_weights)
         info = mlflow.pyfunc.log_model(
             name=ARTIFACT,
             python_model=str(MODEL_CODE),  # models from code, no pickle
-            artifacts={"weights": str(weights)},
+            artifacts={"weights": str(shipped_weights)},
             code_paths=[str(shipped_code(Path(staging)))],
             signature=signature(network, example),
             input_example=example,

@@ -22,7 +22,7 @@ from pathlib import Path
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
 
-from pipeline.plumbing.errors import interrupts_deferred
+from pipeline.plumbing.errors import OUTPUTS_REPLACED, interrupts_deferred
 from pipeline.plumbing.phases import phase
 from pipeline.tracking.store import StoreError, store_calls
 from pipeline.tracking.tags import SHARED_TRIAL_ENV, TRIAL_TAG
@@ -237,6 +237,21 @@ def settled(run: Run | None) -> Iterator[Run | None]:
         raise
     with phase("log: store"):
         run.end("FINISHED")
+
+
+@contextlib.contextmanager
+def failed_after(run: Run | None) -> Iterator[None]:
+    """A step after `run` ended FINISHED that its stage still needs (putting the outputs in
+    place): if it fails, the run ends again FAILED (KILLED for Ctrl-C), the reason in its
+    `error` tag, so that no stage that exits non-zero leaves its run FINISHED. An interrupt
+    held until the outputs were in place leaves the run as it is: the stage did its work."""
+    try:
+        yield
+    except (Exception, KeyboardInterrupt) as error:
+        if run is not None and getattr(error, "step", None) != OUTPUTS_REPLACED:
+            status, message = failure_status(error)
+            end_quietly(run, status, f"its outputs were not put in place: {message}")
+        raise
 
 
 def end_quietly(run: Run, status: str, message: str) -> None:

@@ -10,15 +10,14 @@ import pytest
 
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.files import (
-    atomic_path,
     file_sha256,
     load_arrays,
     read_columns,
-    replaced_together,
     save_arrays,
     write_json,
     write_text,
 )
+from pipeline.plumbing.publish import atomic_path, replaced_together
 
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
@@ -98,13 +97,11 @@ def test_outputs_are_replaced_together_or_not_at_all(tmp_path):
     model.write_text("old model")
     (figures / "old.png").parent.mkdir(parents=True)
     (figures / "old.png").write_text("old figure")
-    with pytest.raises(RuntimeError), replaced_together(tmp_path, [model, figures]) as staged:
-        staged[0].parent.mkdir(parents=True)
+    with pytest.raises(RuntimeError), replaced_together([model, figures]) as staged:
         staged[0].write_text("new model")
         raise RuntimeError("logging failed after training")
     assert model.read_text() == "old model" and (figures / "old.png").exists()
-    with replaced_together(tmp_path, [model, figures]) as (new_model, new_figures):
-        new_model.parent.mkdir(parents=True)
+    with replaced_together([model, figures]) as (new_model, new_figures):
         new_model.write_text("new model")
         new_figures.mkdir(parents=True)
         (new_figures / "new.png").write_text("new figure")
