@@ -9,7 +9,9 @@
                                         or {"test_index": n}: the MNIST-like input made of it,
                                         and every model's probabilities, activations, top units
 
-A request the API cannot use gets a 400 with {"error": why}; nothing is computed in the
+A request the API cannot use gets a 4xx with {"error": why} (a body larger than the largest
+drawing: 413, before it is read; a body that is not the JSON object asked for, however it is
+wrong: 400), and nothing in the terminal but the request's line; nothing is computed in the
 browser but the drawing itself.
 """
 
@@ -18,18 +20,22 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 from flask import Flask, Response, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException
 
-from pipeline.explorer.drawing import DrawingError, ink_from_bytes, mnist_like
+from pipeline.explorer.drawing import MAX_SIDE, DrawingError, ink_from_bytes, mnist_like
 from pipeline.explorer.looking import look_inside
 from pipeline.explorer.models import Explored, first_layer_images
 
 STATIC = Path(__file__).with_name("static")
 SHOWN_MISTAKES = 120  # misclassified test images listed per model
+# The largest body a request needs: the largest canvas's ink in base64, and room for its keys.
+MAX_BODY = 4 * math.ceil(MAX_SIDE * MAX_SIDE / 3) + 1024
 
 
 class BadRequest(ValueError):
@@ -71,10 +77,32 @@ def decode_drawing(drawing) -> np.ndarray:
         raise BadRequest(str(error)) from None
 
 
+def json_object() -> dict:
+    """The request's body as a JSON object, or a `BadRequest` naming what is wrong with it.
+    A body over MAX_BODY never gets here: Flask answers 413 before reading it."""
+    if not request.is_json:
+        raise BadRequest("send a JSON object with the header Content-Type: application/json")
+    data = request.get_data(cache=False)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest(f"the body is not UTF-8 text (byte {error.start})") from None
+    try:
+        body = json.loads(text)
+    except RecursionError:
+        raise BadRequest("the JSON is nested too deeply") from None
+    except ValueError as error:  # not JSON, or an integer too long to read
+        raise BadRequest(f"the body is not JSON: {str(error).splitlines()[0][:120]}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"the body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
 def create_app(models: list[Explored], test: dict[str, np.ndarray] | None) -> Flask:
     """The app for `models` (the first is the main one; a second is compared beside it) and
     the test set (`images`, `labels`), or None when it is not there."""
     app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     atlases: dict[int, tuple[bytes, int]] = {}
 
     def atlas(index: int) -> tuple[bytes, int]:
@@ -90,6 +118,17 @@ def create_app(models: list[Explored], test: dict[str, np.ndarray] | None) -> Fl
     @app.errorhandler(BadRequest)
     def bad_request(error):
         return jsonify(error=str(error)), 400
+
+    @app.errorhandler(413)
+    def too_large(error):
+        return jsonify(
+            error=f"the body is over {MAX_BODY} bytes, more than the largest drawing "
+            f"({MAX_SIDE} × {MAX_SIDE}) needs"
+        ), 413
+
+    @app.errorhandler(HTTPException)
+    def other_http_error(error):  # a wrong path or method: one line, as JSON like the rest
+        return jsonify(error=f"{error.name}: {error.description}"), error.code
 
     @app.get("/")
     def page():
@@ -131,8 +170,8 @@ def create_app(models: list[Explored], test: dict[str, np.ndarray] | None) -> Fl
 
     @app.post("/api/look")
     def look():
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or len(set(body) & {"drawing", "test_index"}) != 1:
+        body = json_object()
+        if len(set(body) & {"drawing", "test_index"}) != 1:
             raise BadRequest('send JSON with one of "drawing" or "test_index"')
         if "drawing" in body:
             try:

@@ -15,6 +15,7 @@ import numpy as np
 FIELD = 28  # the input's side
 BOX = 20  # the longer side of the digit inside it
 CENTRE = 14.0  # where MNIST's centres of mass fall, in pixel indices (rows and columns)
+MIN_SIDE, MAX_SIDE = 8, 2048  # a canvas's width and height, in pixels
 
 
 class DrawingError(ValueError):
@@ -64,8 +65,14 @@ def mnist_like(ink: np.ndarray) -> np.ndarray:
 def ink_from_bytes(data: bytes, width: int, height: int) -> np.ndarray:
     """The ink grid a page sends: `width` × `height` bytes, row by row, 0 paper, 255 ink."""
     for name, value in (("width", width), ("height", height)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 8 <= value <= 2048:
-            raise DrawingError(f"{name} must be a whole number of pixels in [8, 2048]")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise DrawingError(
+                f"{name} must be a whole number of pixels in [{MIN_SIDE}, {MAX_SIDE}]"
+            )
+        if not MIN_SIDE <= value <= MAX_SIDE:
+            raise DrawingError(
+                f"{name} must be a whole number of pixels in [{MIN_SIDE}, {MAX_SIDE}]"
+            )
     if len(data) != width * height:
         raise DrawingError(
             f"{len(data)} ink bytes for a {width} × {height} canvas: it needs {width * height}"

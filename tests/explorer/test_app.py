@@ -99,7 +99,8 @@ def test_the_weights_atlas_has_one_tile_per_first_layer_unit(client):
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        (None, 'send JSON with one of "drawing" or "test_index"'),
+        (None, "the body is not JSON: Expecting value"),
+        ({"draw": 1}, 'send JSON with one of "drawing" or "test_index"'),
         ({"drawing": {}, "test_index": 1}, 'send JSON with one of "drawing" or "test_index"'),
         ({"drawing": [1, 2]}, '"drawing" must be {"width"'),
         ({"drawing": {"width": 10, "height": 10, "ink": "@@@"}}, '"ink" is not base64'),
