@@ -43,6 +43,7 @@ from pipeline.plumbing.config import params_readable, run_by_dvc, stage_config
 from pipeline.plumbing.errors import PipelineError, stage_errors
 from pipeline.plumbing.files import write_json
 from pipeline.plumbing.paths import (
+    CHECKPOINT,
     EXPERIMENT_RUN,
     ROOT,
     SPLIT_DEV,
@@ -57,6 +58,7 @@ from pipeline.plumbing.schema import Config
 from pipeline.sweeps.ending import settled_sweep, sweep_job
 from pipeline.sweeps.job import run_sweep_job
 from pipeline.tracking.tags import run_name
+from pipeline.training.checkpoints import Checkpoints, fingerprint
 from pipeline.training.hyperparameters import check_hyperparameters, run_summary
 from pipeline.training.trainer import load_split, run_training
 
@@ -70,6 +72,10 @@ def train_in_project(
     check_hyperparameters(config)
     with phase("data"):
         train, dev = load_split(SPLIT_TRAIN, SPLIT_DEV)
+    data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
+    keeper = Checkpoints(root / CHECKPOINT, fingerprint(config, data), config.train.checkpoint)
+    if keeper.load(config.train.resume):
+        print(f"train: going on from epoch {keeper.epoch + 1}, the checkpoint's next")
     # Staged first: an output folder that cannot be written fails before a run is started.
     with staged_outputs(astuple(TrainOutputs.under(root))) as outputs:
         run, settled, failed_after = None, contextlib.nullcontext, contextlib.nullcontext
@@ -80,14 +86,14 @@ def train_in_project(
             from pipeline.tracking.store import TrackingError
 
             kind = "pipeline" if run_by_dvc() else "direct"
-            data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
-            run = training_runs.start_training_run(config, resolved_yaml, kind, name, data)
+            run = training_runs.training_run(config, resolved_yaml, kind, name, data, keeper)
         staged = TrainOutputs(*outputs.paths)
         with settled(run):
             curves = None
             if run is not None:
-                curves = training_runs.LiveCurves(run, training_runs.dev_curves(config))
-            metrics = run_training(config, train, dev, staged, on_epoch=curves)
+                dev_name = training_runs.dev_curves(config)
+                curves = training_runs.LiveCurves(run, dev_name, keeper.stamps)
+            metrics = run_training(config, train, dev, staged, on_epoch=curves, keeper=keeper)
             if run is not None:
                 try:
                     training_runs.log_training(run, metrics, staged, curves)
@@ -97,6 +103,7 @@ def train_in_project(
         # place; if they cannot, the run ends FAILED after all, saying why.
         with failed_after(run):
             outputs.publish()
+    keeper.remove()  # the training is whole, in its outputs
     if os.environ.get("DVC_EXP_NAME") and root == ROOT:
         write_json(EXPERIMENT_RUN, {"run_id": run.run_id if run is not None else None})
     return metrics

@@ -46,6 +46,7 @@ class FitResult:
     best_epoch: int = 0  # 1-based epoch with the highest dev accuracy
     stopped_early: bool = False
     restored_best: bool = False  # the model holds the best epoch's weights, not the last's
+    best_params: list[np.ndarray] | None = None  # under patience: the best epoch's weights
 
     @property
     def best(self) -> EpochRecord:
@@ -97,15 +98,23 @@ def fit(
     distortion: Distortion | None = None,
     patience: int | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    result: FitResult | None = None,
+    on_checkpoint: Callable[[FitResult], None] | None = None,
 ) -> FitResult:
     """Train `model` in place; return the per-epoch history and the best epoch. The
     optimizer's learning rate is set from `schedule` at the start of each epoch; with
-    `max_norm`, every step ends by capping each unit's incoming weight norm."""
+    `max_norm`, every step ends by capping each unit's incoming weight norm.
+
+    `result`: the fit so far, to go on from its next epoch (model, optimizer and rng restored
+    to where it stopped: state.py). `on_checkpoint(result)` is called at each epoch's end,
+    once the epoch's state is complete, before `on_epoch(record)`."""
     n = len(x_train)
     batch = n if batch_size is None else min(batch_size, n)
-    result = FitResult()
-    best_params: list[np.ndarray] | None = None
-    for epoch in range(1, epochs + 1):
+    result = result if result is not None else FitResult()
+    first = len(result.history) + 1
+    for epoch in range(first, epochs + 1):
+        if result.stopped_early:
+            break
         lr = optimizer.lr = schedule(epoch - 1)
         started = time.perf_counter()
         order = rng.permutation(n) if batch < n else None
@@ -136,17 +145,18 @@ def fit(
         check_finite(dev_loss, "dev loss", epoch, lr)
         record = EpochRecord(epoch, loss_sum / n, correct / n, dev_loss, dev_accuracy, lr, seconds)
         result.history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
         if result.best_epoch == 0 or dev_accuracy > result.best.dev_accuracy:
             result.best_epoch = epoch
             if patience is not None:
-                best_params = [p.copy() for p in model.params()]
+                result.best_params = [p.copy() for p in model.params()]
         elif patience is not None and epoch - result.best_epoch >= patience:
             result.stopped_early = True
-            break
-    if best_params is not None:
-        for param, best in zip(model.params(), best_params, strict=True):
+        if on_checkpoint is not None:
+            on_checkpoint(result)
+        if on_epoch is not None:
+            on_epoch(record)
+    if result.best_params is not None:
+        for param, best in zip(model.params(), result.best_params, strict=True):
             param[...] = best
         result.restored_best = True
     return result

@@ -15,6 +15,7 @@ The commands are in pipeline/params.py:
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,15 @@ def validate(cfg: DictConfig | dict) -> Config:
 def run_by_dvc() -> bool:
     """Whether this Hydra app was started by a stage of dvc.yaml (`--config-name from_params`)."""
     return HydraConfig.initialized() and HydraConfig.get().job.config_name == DVC_CONFIG_NAME
+
+
+def resume_command() -> str:
+    """The command that runs this stage again as it was started: `dvc repro` under DVC, else
+    the script with the same arguments."""
+    if run_by_dvc():
+        return "dvc repro"
+    stage = Path(sys.argv[0]).stem
+    return " ".join(["python -m", f"pipeline.{stage}", *map(shlex.quote, sys.argv[1:])])
 
 
 def stage_config(cfg: DictConfig) -> Config:

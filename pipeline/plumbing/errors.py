@@ -162,5 +162,7 @@ def stage_errors(stage: str, exit_on_error: bool = True) -> Iterator[None]:
         reason = str(interrupt) or "interrupted"
         replaced = getattr(interrupt, "step", None) == OUTPUTS_REPLACED
         kept = "" if replaced else "; its earlier outputs are as they were"
-        print(f"{stage}: stopped ({reason}){kept}", file=sys.stderr)
+        # A training says how far it got and how it goes on (training/trainer.py).
+        at, then = getattr(interrupt, "at", ""), getattr(interrupt, "then", "")
+        print(f"{stage}: stopped{at} ({reason}){then}{kept}", file=sys.stderr)
         raise SystemExit(130) from None

@@ -62,6 +62,9 @@ class EvaluateOutputs:
 TRAIN = TrainOutputs.under(ROOT)
 # train: a model whose MLflow run could not be completed, by run id (git-ignored, not DVC's)
 UNPUBLISHED = Path("models") / "unpublished"
+# train: the state after the last epoch of an unfinished training (git-ignored, not DVC's:
+# DVC would delete it before the stage runs), to resume from; gone once the outputs are out.
+CHECKPOINT = Path("models") / "checkpoints" / "train.npz"
 EVALUATE = EvaluateOutputs.under(ROOT)
 # Inside `dvc exp run` only, train names its MLflow run here, so that `dvc exp show` lists
 # each experiment's run (a top-level metrics file of dvc.yaml, git-tracked, no stage's output:

@@ -91,6 +91,8 @@ class TrainConfig:
     include_dev: bool = False  # also train on the dev images (a final fit on all of them)
     dtype: str = MISSING  # float32 | float64
     seed: int = MISSING  # seeds init, shuffling, dropout and shifts
+    checkpoint: bool = True  # save the whole training state after every epoch (resumable)
+    resume: bool = True  # go on from a checkpoint of the same training; false: start afresh
 
 
 @dataclass

@@ -42,9 +42,12 @@ class LiveCurves:
 
     RETRY_AFTER = 60.0
 
-    def __init__(self, run: Run, dev: str = "dev"):
+    def __init__(self, run: Run, dev: str = "dev", stamps: dict[int, int] | None = None):
         self.run = run
         self.dev = dev  # the dev curves' name: dev_seen when the network trained on dev
+        # Epoch → its stamp, if the checkpoint chose it first: an epoch sent before a stop
+        # and again from the checkpoint after it is one row in the store, not two.
+        self.chosen_stamps = stamps if stamps is not None else {}
         self.unsent: list[EpochRecord] = []
         # When each unsent epoch ended: a request the store took but whose answer was lost is
         # sent again with the same stamps, and the store keeps one copy.
@@ -62,7 +65,8 @@ class LiveCurves:
 
     def __call__(self, record: EpochRecord) -> None:
         with phase("log: params+curves"), self.lock:
-            self.waiting.append((record, int(time.time() * 1000)))
+            stamp = self.chosen_stamps.get(record.epoch) or int(time.time() * 1000)
+            self.waiting.append((record, stamp))
             self.wake.set()
 
     def send_waiting(self) -> None:

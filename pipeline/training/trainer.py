@@ -34,12 +34,15 @@ from pipeline.nn import (
     set_lanes,
 )
 from pipeline.plumbing.compute import keep_freed_memory, lanes_for
+from pipeline.plumbing.config import resume_command
 from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.files import save_arrays, write_json, write_text
 from pipeline.plumbing.paths import TrainOutputs
 from pipeline.plumbing.phases import move_time, phase
+from pipeline.plumbing.publish import shown
 from pipeline.plumbing.schema import Config
+from pipeline.training.checkpoints import Checkpoints
 from pipeline.training.memory import check_memory
 
 NUM_CLASSES = 10
@@ -50,14 +53,26 @@ class TrainingFailed(PipelineError):
     """Training stopped without a usable model."""
 
 
+class TrainingStopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a training whose last epochs are kept in its checkpoint:
+    `at` says how far it got, `then` how to go on (printed by errors.stage_errors)."""
+
+    def __init__(self, reason: str, at: str, then: str):
+        super().__init__(reason)
+        self.at, self.then = at, then
+
+
 def train_model(
     config: Config,
     train_data: dict[str, np.ndarray],
     dev_data: dict[str, np.ndarray],
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    keeper: Checkpoints | None = None,
 ) -> tuple[MLP, FitResult]:
     """Build the network, optimizer and schedule `config` describes (already checked) and train
-    it on the arrays; no files touched."""
+    it on the arrays; no files touched but `keeper`'s checkpoint, which it goes on from (if
+    loaded) and saves after every epoch."""
+    started = time.perf_counter()
     dtype = np.dtype(config.train.dtype)
     x_train = train_data["images"].astype(dtype, copy=False)
     y_train = train_data["labels"]
@@ -74,6 +89,10 @@ def train_model(
     schedule = make_schedule(
         base_lr=config.optimizer.lr, epochs=config.train.epochs, **asdict(config.schedule)
     )
+    so_far, on_checkpoint = None, None
+    if keeper is not None:
+        so_far = keeper.restore(model, optimizer, rng)
+        on_checkpoint = keeper.saver(model, optimizer, rng, started)
     try:
         result = fit(
             model, x_train, y_train, x_dev, dev_data["labels"],
@@ -82,10 +101,21 @@ def train_model(
             input_dropout=config.train.input_dropout, max_norm=config.train.max_norm,
             distortion=Distortion(**asdict(config.train.distortion)),
             max_shift=config.train.max_shift, patience=config.train.patience, on_epoch=on_epoch,
+            result=so_far, on_checkpoint=on_checkpoint,
         )  # fmt: skip
     except TrainingDiverged as error:
         raise TrainingFailed(
             f"{error}: lower optimizer.lr or pick another schedule; no model was written"
+        ) from None
+    except KeyboardInterrupt as interrupt:
+        if keeper is None or not keeper.saving or not keeper.epoch:
+            raise
+        reached, kept = keeper.epoch + 1, shown(keeper.path)
+        raise TrainingStopped(
+            str(interrupt) or "interrupted",
+            f" at epoch {reached} of {config.train.epochs}",
+            f"; epochs 1-{keeper.epoch} are kept in {kept}: `{resume_command()}` goes on from "
+            f"epoch {reached}",
         ) from None
     return model, result
 
@@ -138,16 +168,22 @@ def run_training(
     outputs: TrainOutputs,
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    keeper: Checkpoints | None = None,
 ) -> dict:
     """Train on the arrays of a checked `config` and write model, metrics and history; return
-    the metrics and the seconds training took. `on_epoch(record)` is called after each epoch.
+    the metrics and the seconds training took (all its sessions'). `on_epoch(record)` is
+    called after each epoch; `keeper` resumes and saves the training (checkpoints.py).
     A training that would not fit in memory stops before it starts."""
     rows, features = train_data["images"].shape
     dev_rows = len(dev_data["images"])
     fitted_rows = rows + dev_rows if config.train.include_dev else rows
     check_memory(config, fitted_rows, dev_rows, features)
     dev_label = "dev_seen_acc" if config.train.include_dev else "dev_acc"  # as MLflow names it
-    with tqdm(total=config.train.epochs, desc="train", unit="epoch", disable=not progress) as bar:
+    done = keeper.epoch if keeper is not None else 0  # epochs a checkpoint already holds
+    seconds_before = float(keeper.context.get("seconds", 0.0)) if keeper is not None else 0.0
+    with tqdm(
+        total=config.train.epochs, initial=done, desc="train", unit="epoch", disable=not progress
+    ) as bar:
 
         def after_epoch(record: EpochRecord) -> None:
             if on_epoch is not None:
@@ -158,13 +194,13 @@ def run_training(
 
         started = time.perf_counter()
         with phase("epochs"):
-            model, result = train_model(config, train_data, dev_data, after_epoch)
+            model, result = train_model(config, train_data, dev_data, after_epoch, keeper)
         seconds = time.perf_counter() - started
     # Each epoch's record times its training steps; the rest of the loop scored the dev set.
-    steps = sum(record.seconds for record in result.history)
+    steps = sum(record.seconds for record in result.history[done:])
     move_time("epochs", "scoring", seconds - steps)
     metrics = train_metrics(result, dev_held_out=not config.train.include_dev)
     save_arrays(outputs.model, **model_to_arrays(model))
     write_json(outputs.metrics, metrics)
     write_text(outputs.history, history_csv(result))
-    return {**metrics, "train_seconds": round(seconds, 3)}
+    return {**metrics, "train_seconds": round(seconds_before + seconds, 3)}
