@@ -94,7 +94,7 @@ def test_a_full_disk_while_writing_the_model_loses_nothing(project):
     (error,) = [line for line in result.stderr.splitlines() if "error" in line]
     assert error.startswith("train: error: cannot write models/model.npz: File too large (free")
     assert {name: (project / name).read_bytes() for name in OUTPUTS} == before
-    assert not list(project.glob(".staging.*")) and not list(project.rglob("*.tmp"))
+    assert not list(project.rglob(".staging.*")) and not list(project.rglob("*.tmp"))
 
 
 def test_a_read_only_store_is_one_line_and_trains_nothing(project, mlflow_store):

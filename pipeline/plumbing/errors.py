@@ -29,8 +29,8 @@ class PipelineError(Exception):
 FIXES = {
     errno.ENOSPC: "free disk space on that filesystem, and run it again",
     errno.EDQUOT: "the disk quota is used up: free space or raise the quota, and run it again",
-    errno.EFBIG: "the file is larger than this process may write: raise the file-size limit "
-    "(ulimit -f)",
+    errno.EFBIG: "free disk space, or write to a filesystem that takes files this large, or "
+    "raise this process's file-size limit (ulimit -f)",
     errno.EROFS: "the filesystem is mounted read-only: mount it read-write, or point that "
     "output at a writable place",
     errno.EACCES: "this user may not write there: change the folder's owner or mode, or run "

@@ -117,6 +117,8 @@ class Staged:
         self.destination = destination
         self.inside = on_own_filesystem(destination)  # a mount point: swap its contents
         home = destination if self.inside else destination.parent
+        # The folders made for it, removed again if nothing is published into them.
+        self.made = [folder for folder in (home, *home.parents) if not folder.exists()]
         try:
             home.mkdir(parents=True, exist_ok=True)
             self.folder = Path(tempfile.mkdtemp(prefix=STAGING, dir=home))
@@ -179,6 +181,9 @@ class Staged:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        for folder in self.made:  # the deepest first; one that holds anything stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 class StagedOutputs:

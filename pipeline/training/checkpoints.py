@@ -31,7 +31,7 @@ from pipeline.nn.fitting import EpochRecord
 from pipeline.nn.serialization import READ_ERRORS, damage_reason
 from pipeline.nn.state import StateMismatch, restore_training_state, training_state
 from pipeline.plumbing.config import flatten
-from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.errors import PipelineError, os_reason
 from pipeline.plumbing.files import file_md5
 from pipeline.plumbing.paths import ROOT
 from pipeline.plumbing.publish import atomic_path, shown
@@ -171,9 +171,22 @@ class Checkpoints:
                 stamps={str(k): v for k, v in self.stamps.items()},
                 seconds=seconds_before + time.perf_counter() - session_started,
             )
+            if not self.saving:  # a write failed before: the training goes on without
+                return
             arrays = training_state(model, optimizer, rng, result, self.context)
-            with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
-                np.savez(handle, **arrays)
+            try:
+                with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
+                    np.savez(handle, **arrays)
+            except PipelineError as error:
+                cause = error.__cause__
+                reason = os_reason(cause) if isinstance(cause, OSError) else str(error)
+                self.say(
+                    f"train: warning: cannot write the checkpoint {shown(self.path)}: {reason}; "
+                    "training goes on without one"
+                )
+                self.saving, self.saved_epoch = False, 0
+                self.remove()  # an older one would resume a training that went further
+                return
             self.saved_epoch = epoch
 
         return save
