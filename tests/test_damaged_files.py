@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.plumbing.paths import EXPERIMENT_RUN, ROOT, STAGE_OUTPUTS
+from pipeline.plumbing.paths import CHECKPOINT, EXPERIMENT_RUN, ROOT, STAGE_OUTPUTS
 from tests.conftest import copy_reproduced, run, tool_env
 
 pytestmark = pytest.mark.slow
@@ -210,3 +210,33 @@ def test_damaged_logged_weights_stop_promote_in_one_line(project, damage):
     print(f"logged weights {damage}: {line}")
     assert f"run {child.info.run_id}'s weights/model.npz is damaged" in line  # not a temp copy
     assert client.get_run(child.info.run_id).data.tags["model.logged"] == "weights"
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_checkpoint_is_one_line_and_a_fresh_start(project, damage, tmp_path):
+    """A checkpoint (made here by training in-process under the project's own fingerprint)
+    damaged: train says so in one line, removes it, starts from epoch 1 and ends with the
+    model an uninterrupted training makes."""
+    from pipeline.plumbing.config import load_params, validate
+    from pipeline.training.checkpoints import Checkpoints, fingerprint
+    from pipeline.training.trainer import load_split, train_model
+
+    config = validate(load_params(project / "params.yaml"))
+    data = {"train": project / "data/split/train.npz", "dev": project / "data/split/dev.npz"}
+    checkpoint = project / CHECKPOINT
+    train_model(config, *load_split(data["train"], data["dev"]),
+                keeper=Checkpoints(checkpoint, fingerprint(config, data, project)))  # fmt: skip
+    checkpoint.write_bytes(DAMAGES[damage](checkpoint.read_bytes(), str(checkpoint)))
+    before = outputs_of("train", project)
+    env = {**tool_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}"}
+    result = subprocess.run(
+        stage_command("train"), cwd=project, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "checkpoint" in line]
+    assert line.startswith(f"train: the checkpoint {CHECKPOINT} is damaged (")
+    assert line.endswith("): starting from epoch 1")
+    print(f"{CHECKPOINT} {damage}: {line}")
+    assert outputs_of("train", project) == before  # the same training, the same bits
+    assert not checkpoint.exists()
