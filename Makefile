@@ -80,7 +80,7 @@ browser:  ## install Debian's chromium and chromium-driver for the browser tests
 test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps): under 30 s
 	$(BIN)/pytest -m "not slow"
 
-bench: $(RUNTIME_STAMP)  ## what trust costs: portable vs native epochs, a sweep trial's phases (SQLite, server), tracking
+bench: $(RUNTIME_STAMP)  ## what trust costs: portable vs native epochs, a sweep trial's phases (SQLite, server), tracking, distortions, checkpoints
 	$(BIN)/python benchmarks/overheads.py $(ARGS)
 
 mutants: $(DEV_STAMP)  ## mutation check of the numpy core: every mutant must fail a fast test

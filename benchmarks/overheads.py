@@ -14,6 +14,8 @@
 3. A pipeline training (`python -m pipeline.train`, the default config) with tracking on and
    with tracking.enabled=false.
 4. What the training-set distortions cost per epoch (benchmarks/distortions.py).
+5. What a checkpoint after every epoch costs, for the default and the 3 × 1024 network
+   (benchmarks/checkpoints.py).
 
 Everything runs in a scratch copy of the project with MNIST-sized data (this project's own
 data/ if `make repro` made it, else random pixels of the same shapes) and scratch stores; the
@@ -267,6 +269,8 @@ def main() -> None:
         pipeline_training(project, env, args.pipeline_epochs)
         print("\n4. ", end="", flush=True)
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "distortions.py")], check=True)
+        print("\n5. ", end="", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "checkpoints.py")], check=True)
     finally:
         if args.keep:
             print(f"\nscratch kept in {scratch}")
