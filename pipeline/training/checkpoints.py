@@ -9,8 +9,9 @@ from its last finished epoch and ends with the same bits as if it had never stop
 After every epoch the whole state (pipeline/nn/state.py) is written to the checkpoint file
 atomically: a temporary file beside it, fsync, rename, so a SIGKILL mid-write leaves the
 previous checkpoint whole. It is resumed only if it was made under the same training: the
-train stage's code, the split data (DVC's md5) and the config that decides the bits (the
-stage's params in dvc.yaml); otherwise one line says which of them changed, the checkpoint is
+train stage's code, the split data (DVC's md5), the config that decides the bits (the
+stage's params in dvc.yaml) and what computes them (numpy, the BLAS, and the CPU unless
+every setting is pinned); otherwise one line says which of them changed, the checkpoint is
 removed and training starts from epoch 1. The checkpoint also carries the MLflow run it logs
 to and when each epoch's curves were stamped, so the resumed training continues that run.
 """
@@ -30,6 +31,7 @@ import numpy as np
 from pipeline.nn.fitting import EpochRecord
 from pipeline.nn.serialization import READ_ERRORS, damage_reason
 from pipeline.nn.state import StateMismatch, restore_training_state, training_state
+from pipeline.plumbing.compute import in_force
 from pipeline.plumbing.config import flatten
 from pipeline.plumbing.errors import PipelineError, os_reason
 from pipeline.plumbing.files import file_md5
@@ -62,26 +64,43 @@ def training_params(config: Config) -> dict:
     return {key: value for key, value in flat.items() if key not in NOT_THE_TRAINING}
 
 
+def computing(config: Config) -> dict[str, str]:
+    """What computes, read back from the libraries (numpy's and the BLAS's versions, kernel,
+    threads, SIMD level); the CPU too unless every bit-deciding setting is pinned, as under
+    portable_bits, whose bits are the same on any AVX2 CPU."""
+    record = in_force(config.compute.name)
+    record.pop("compute.preset")
+    if all(getattr(config.compute, key) is not None for key in BITS_COMPUTE):
+        record.pop("compute.cpu")
+    return record
+
+
 def fingerprint(config: Config, data_files: dict[str, Path], root: Path = ROOT) -> dict:
-    """What makes two trainings the same: code, data and the params that decide the bits."""
+    """What makes two trainings the same: code, data, the params that decide the bits, and
+    what computes them."""
     return {
         "code": code_digests(root),
         "data": {role: file_md5(path) for role, path in data_files.items()},
         "config": training_params(config),
+        "compute": computing(config),
     }
 
 
 def what_changed(saved: dict, now: dict) -> str:
     """The first difference between two fingerprints, in words."""
-    for key in sorted(set(saved["config"]) | set(now["config"])):
-        before, after = saved["config"].get(key), now["config"].get(key)
+    for key in sorted(set(saved.get("config", {})) | set(now["config"])):
+        before, after = saved.get("config", {}).get(key), now["config"].get(key)
         if before != after:
             return f"{key} changed ({before} → {after})"
-    for role in sorted(set(saved["data"]) | set(now["data"])):
-        if saved["data"].get(role) != now["data"].get(role):
+    for key in sorted(set(saved.get("compute", {})) | set(now["compute"])):
+        before, after = saved.get("compute", {}).get(key), now["compute"].get(key)
+        if before != after:
+            return f"{key} changed ({before} → {after})"
+    for role in sorted(set(saved.get("data", {})) | set(now["data"])):
+        if saved.get("data", {}).get(role) != now["data"].get(role):
             return f"the {role} data changed"
-    changed = [f for f in sorted(set(saved["code"]) | set(now["code"]))
-               if saved["code"].get(f) != now["code"].get(f)]  # fmt: skip
+    changed = [f for f in sorted(set(saved.get("code", {})) | set(now["code"]))
+               if saved.get("code", {}).get(f) != now["code"].get(f)]  # fmt: skip
     if changed:
         more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
         return f"the training code changed ({changed[0]}{more})"
