@@ -81,12 +81,12 @@ def train_in_project(
         run, settled, failed_after = None, contextlib.nullcontext, contextlib.nullcontext
         if config.tracking.enabled:
             # Imported only when tracking is on: mlflow costs over a second to import.
-            from pipeline.tracking import training_runs
+            from pipeline.tracking import continued, training_runs
             from pipeline.tracking.runs import failed_after, settled
             from pipeline.tracking.store import TrackingError
 
             kind = "pipeline" if run_by_dvc() else "direct"
-            run = training_runs.training_run(config, resolved_yaml, kind, name, data, keeper)
+            run = continued.training_run(config, resolved_yaml, kind, name, data, keeper)
         staged = TrainOutputs(*outputs.paths)
         with settled(run):
             curves = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from pathlib import Path
 
 from pipeline.evaluation.reports import evaluate_model, load_model
@@ -26,7 +27,15 @@ from pipeline.plumbing.paths import (
 from pipeline.plumbing.phases import phase
 from pipeline.plumbing.schema import Config
 from pipeline.sweeps.callback import STUDY_ENV, WORKER_ENV, parent_run_id
-from pipeline.tracking.tags import SHARED_TRIAL_ENV, STUDY_TAG, TRIAL_TAG, WORKER_TAG
+from pipeline.tracking.tags import (
+    RETRIED_TAG,
+    RETRIED_TRIAL_ENV,
+    SHARED_TRIAL_ENV,
+    STUDY_TAG,
+    TRIAL_TAG,
+    WORKER_TAG,
+)
+from pipeline.training.checkpoints import Checkpoints, fingerprint
 from pipeline.training.hyperparameters import check_hyperparameters
 from pipeline.training.trainer import load_split, run_training
 
@@ -44,10 +53,11 @@ def run_sweep_job(
         )
     with phase("data"):
         train, dev, test = job_data()
+    keeper = trial_keeper(config, job_dir)
     run, settled = None, contextlib.nullcontext
     if config.tracking.enabled:
         # Imported only when tracking is on: mlflow costs over a second to import.
-        from pipeline.tracking import training_runs
+        from pipeline.tracking import continued, training_runs
         from pipeline.tracking.runs import settled
 
         # MLflow prints each run's link, after asking a server for the run: one request a job
@@ -56,12 +66,19 @@ def run_sweep_job(
 
         # The test set is read by this job too: its md5 and dataset go in with the others.
         data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV, "test": NORMALISED_TEST}
-        run = training_runs.start_training_run(
-            config, resolved_yaml, "sweep-job", job_name, data, parent_run_id(), trial_tags()
-        )
+        tags = {**trial_tags(), **restart_tags(keeper)}
+        if keeper is not None:  # a trial of a shared study: it may go on from a checkpoint
+            run = continued.training_run(
+                config, resolved_yaml, "sweep-job", job_name, data, keeper, parent_run_id(), tags
+            )
+        else:
+            run = training_runs.start_training_run(
+                config, resolved_yaml, "sweep-job", job_name, data, parent_run_id(), tags
+            )
     with settled(run):
-        curves = training_runs.LiveCurves(run) if run is not None else None
-        metrics = run_training(config, train, dev, train_outputs, on_epoch=curves)
+        stamps = keeper.stamps if keeper is not None else None
+        curves = training_runs.LiveCurves(run, stamps=stamps) if run is not None else None
+        metrics = run_training(config, train, dev, train_outputs, on_epoch=curves, keeper=keeper)
         with phase("data"):
             history = read_columns(train_outputs.history, made_by="train")
             network = load_model(train_outputs.model)
@@ -72,7 +89,39 @@ def run_sweep_job(
             training_runs.log_sweep_job(
                 run, config, metrics, test_metrics, train_outputs, evaluate_outputs, curves
             )
+    if keeper is not None:
+        keeper.remove()  # the trial is whole, in its job folder and its run
     return metrics, test_metrics
+
+
+def trial_keeper(config: Config, job_dir: Path) -> Checkpoints | None:
+    """In a shared study, the checkpoint of this job's trial, kept in the study's folder on
+    this machine under the number of the trial it retries (a trial queued again after its
+    worker was lost goes on from there, if it runs here); None in other sweeps, whose folders
+    are new on every run."""
+    trial = os.environ.get(SHARED_TRIAL_ENV)
+    if trial is None:
+        return None
+    origin = os.environ.get(RETRIED_TRIAL_ENV) or trial
+    path = job_dir.parent / "checkpoints" / f"trial-{origin}.npz"
+    keeper = Checkpoints(path, fingerprint(config, {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}),
+                         config.train.checkpoint)  # fmt: skip
+    if keeper.load(config.train.resume):
+        print(f"train: trial {trial} goes on from trial {origin}'s epoch {keeper.epoch + 1}")
+    return keeper
+
+
+def restart_tags(keeper: Checkpoints | None) -> dict[str, str]:
+    """For a trial queued again that found no checkpoint of the trial it retries here: say so
+    (its checkpoint, if any, is on the machine whose worker was lost)."""
+    origin = os.environ.get(RETRIED_TRIAL_ENV) or None
+    if keeper is None or origin is None or keeper.epoch:
+        return {}
+    return {
+        RETRIED_TAG: origin,
+        "restarted": f"no checkpoint of trial {origin} on {socket.gethostname()}: trained "
+        "from epoch 1",
+    }
 
 
 DATA_FILES = (SPLIT_TRAIN, SPLIT_DEV, NORMALISED_TEST)  # what every job reads
@@ -104,4 +153,7 @@ def trial_tags() -> dict[str, str]:
     trial = os.environ.get(SHARED_TRIAL_ENV)
     if trial is None:
         return {}
-    return {TRIAL_TAG: trial, STUDY_TAG: os.environ[STUDY_ENV], WORKER_TAG: os.environ[WORKER_ENV]}
+    tags = {TRIAL_TAG: trial, STUDY_TAG: os.environ[STUDY_ENV], WORKER_TAG: os.environ[WORKER_ENV]}
+    if os.environ.get(RETRIED_TRIAL_ENV):
+        tags[RETRIED_TAG] = os.environ[RETRIED_TRIAL_ENV]
+    return tags

@@ -56,7 +56,7 @@ from pipeline.sweeps.callback import (
 )
 from pipeline.sweeps.lost_trials import PARENT_ATTR, LostTrial, outage
 from pipeline.sweeps.study_storage import database_lock, heartbeats, open_storage
-from pipeline.tracking.tags import SHARED_TRIAL_ENV, STUDY_TAG
+from pipeline.tracking.tags import RETRIED_TRIAL_ENV, SHARED_TRIAL_ENV, STUDY_TAG
 
 SEARCH_ATTR, WORKERS_ATTR, ENDED_ATTR = "search", "workers_joined", "ended"
 ERROR_ATTR, WORKER_ATTR = "error", "worker"  # trial user attributes
@@ -234,7 +234,8 @@ class SharedStudy(OptunaSweeperImpl):
         overrides = self._configure_trials(asked, distributions, fixed)
         overrides = [
             (*trial_overrides, f"hydra.sweep.subdir=trial-{trial.number}",
-             f"+hydra.job.env_set.{SHARED_TRIAL_ENV}={trial.number}")
+             f"+hydra.job.env_set.{SHARED_TRIAL_ENV}={trial.number}",
+             f"+hydra.job.env_set.{RETRIED_TRIAL_ENV}={self.retried_trial(trial)}")
             for trial_overrides, trial in zip(overrides, asked, strict=True)
         ]  # fmt: skip
         with heartbeats(
@@ -251,6 +252,13 @@ class SharedStudy(OptunaSweeperImpl):
                 print(f"sweep: trial {trial.number} failed: {error}", file=sys.stderr)
             else:
                 self.tell(trial, TrialState.COMPLETE, [value])
+
+    def retried_trial(self, trial: optuna.Trial) -> str:
+        """The number of the lost trial `trial` runs again (Optuna's retry callback records
+        the first of a chain of retries), or "" for a trial of its own."""
+        frozen = self.storage.get_trial(trial._trial_id)
+        number = optuna.storages.RetryFailedTrialCallback.retried_trial_number(frozen)
+        return "" if number is None else str(number)
 
     def tell(self, trial, state, values) -> None:
         try:

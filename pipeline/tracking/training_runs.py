@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import sys
 import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -82,60 +81,6 @@ def start_training_run(
         run.later(run.log_datasets, data_files, digests)
     if parent_id is None:  # a sweep's launcher marks them once for all its jobs
         run.later(mark_stale_runs, experiment_id, "train")
-    return run
-
-
-RESUMED_TAG = "resumed_at"  # the epochs a training went on from after stopping: "41,97"
-
-
-def training_run(
-    config: Config, resolved_yaml: str, kind: str, name: str | None, data_files, keeper
-) -> Run:
-    """The run a training logs to: if it goes on from a checkpoint, the run it was logging
-    to (RUNNING again, its `resumed_at` tag extended); else, or if this store lacks that run,
-    a new one. Either way the checkpoint's epochs are in its curves, each step once."""
-    resumed_at = keeper.epoch + 1
-    earlier = keeper.context.get("run_id") if keeper.epoch else None
-    run = continued_run(config, earlier, resumed_at) if earlier else None
-    if run is None:
-        tags = {RESUMED_TAG: str(resumed_at)} if keeper.epoch else None
-        run = start_training_run(config, resolved_yaml, kind, name, data_files, extra_tags=tags)
-        if earlier:
-            print(f"train: run {earlier} of the checkpoint is not in this store; run "
-                  f"{run.run_id} records the training from epoch 1")  # fmt: skip
-    if keeper.records:  # the store may lack those sent after the checkpoint was written
-        dev = dev_curves(config)
-        now = int(time.time() * 1000)
-        stamps = [keeper.stamps.get(record.epoch) or now for record in keeper.records]
-        run.later(run.log_epochs, keeper.records, stamps, dev)
-    keeper.context["run_id"] = run.run_id
-    return run
-
-
-def continued_run(config: Config, run_id: str, resumed_at: int) -> Run | None:
-    """Run `run_id` of this store, RUNNING again in this process, its interruption's error
-    tag gone; None if the store has no such live run."""
-    from mlflow.exceptions import MlflowException
-
-    with phase("log: store"):
-        experiment_id = open_store(config.tracking)
-    client = mlflow.MlflowClient()
-    with store_calls("get_run"):
-        try:
-            found = client.get_run(run_id)
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            return None
-    if found.info.lifecycle_stage != "active" or found.info.experiment_id != experiment_id:
-        return None
-    run = Run.resume(run_id)
-    earlier = found.data.tags.get(RESUMED_TAG)
-    run.set_tags({RESUMED_TAG: f"{earlier},{resumed_at}" if earlier else str(resumed_at)})
-    if "error" in found.data.tags:  # what stopped it: the run goes on
-        with store_calls("delete_tag"):
-            client.delete_tag(run_id, "error")
-    run.later(mark_stale_runs, experiment_id, "train")
     return run
 
 
@@ -262,7 +207,6 @@ def log_sweep_job(
 def training_run_of(experiment_id: str, weights: Path) -> str | None:
     """The newest run of the project's pipeline (not a sweep job, not a re-run) that saved
     exactly these weights: the run `evaluate` logs into."""
-    import mlflow
 
     digest = file_sha256(weights)
     with store_calls("search_runs"):

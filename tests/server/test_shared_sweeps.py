@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -110,35 +111,74 @@ def test_two_workers_run_one_study_of_exactly_the_trials_asked(
     assert len(optuna.load_study(study_name="two-workers", storage=study._storage).trials) == 4
 
 
-def test_a_killed_workers_trial_ends_failed_and_runs_again_when_a_worker_starts(
-    server, sweeper_env, tmp_path, monkeypatch
+def written(checkpoint: Path, times: int, worker: subprocess.Popen, limit: float = 300) -> None:
+    """Wait until `checkpoint` has been written `times` times (each write is a new file renamed
+    into place: a new inode), that is until the trial has trained that many epochs."""
+    seen, last, deadline = 0, None, time.monotonic() + limit
+    while seen < times:
+        assert worker.poll() is None, worker.communicate()[0]
+        assert time.monotonic() < deadline, f"{checkpoint} was written {seen} times"
+        try:
+            inode = checkpoint.stat().st_ino
+        except FileNotFoundError:
+            inode = None
+        if inode is not None and inode != last:
+            seen, last = seen + 1, inode
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("where", ["this machine", "another machine"])
+def test_a_killed_workers_trial_runs_again_from_its_checkpoint_on_its_own_machine(
+    server, sweeper_env, tmp_path, monkeypatch, where
 ):
+    """Trial 1's worker is SIGKILLed at a random epoch; it ends FAILED and is queued again
+    (trial 2). Started again on the same machine, the retry goes on from trial 1's checkpoint
+    in trial 1's run and ends with the bits of an uninterrupted training; on another machine
+    it trains from epoch 1 in a run of its own that says why."""
     project = project_with_data(tmp_path / "machine")
-    settings = ("hydra.sweeper.n_trials=2", "train.epochs=40")  # epochs: time to kill it
-    first = start_worker(project, server, sweeper_env, "resumed", *settings)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # until trial 1's run is under way
-        _, trials = study_runs(server, "resumed", monkeypatch)
-        if any(run.data.tags["optuna.trial"] == "1" for run in trials):
-            break
-        assert first.poll() is None, first.communicate()[0]
-        time.sleep(0.2)
+    study = f"resumed-{where.split()[0]}"
+    # Epochs of tens of ms, to stop one in the middle.
+    settings = ("hydra.sweeper.n_trials=2", "train.epochs=12", "model.hidden=[256,256]",
+                "train.batch_size=4")  # fmt: skip
+    first = start_worker(project, server, sweeper_env, study, *settings)
+    checkpoint = project / "multirun" / study / "checkpoints" / "trial-1.npz"
+    written(checkpoint, int(np.random.default_rng(33).integers(2, 8)), first)
     os.killpg(first.pid, signal.SIGKILL)  # the worker and its job: nothing can tidy up
     first.wait()
-    again = start_worker(project, server, sweeper_env, "resumed", *settings)
+    machine = project if where == "this machine" else project_with_data(tmp_path / "other")
+    again = start_worker(machine, server, sweeper_env, study, *settings)
     output = finish(again)
     assert again.returncode == 0, output
     assert "Traceback" not in output and "trial 1 was lost with its worker; queued again" in output
-    study = optuna.load_study(study_name="resumed", storage=sweeper_env["PIPELINE_OPTUNA_STORAGE"])
-    states = {trial.number: trial.state for trial in study.trials}
-    assert states[1] == TrialState.FAIL
-    assert list(states.values()).count(TrialState.COMPLETE) == 2 and len(states) == 3
-    (retry,) = [trial for trial in study.trials if trial.system_attrs.get("failed_trial") == 1]
-    assert retry.state == TrialState.COMPLETE and retry.params == study.trials[1].params
-    (parent,), trials = study_runs(server, "resumed", monkeypatch)
+    optuna_study = optuna.load_study(
+        study_name=study, storage=sweeper_env["PIPELINE_OPTUNA_STORAGE"]
+    )
+    states = {trial.number: trial.state for trial in optuna_study.trials}
+    assert states == {0: TrialState.COMPLETE, 1: TrialState.FAIL, 2: TrialState.COMPLETE}
+    lost = optuna_study.trials[1]
+    assert optuna_study.trials[2].params == lost.params
+    (parent,), runs = study_runs(server, study, monkeypatch)
     assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/children"] == 2
-    status = {int(run.data.tags["optuna.trial"]): run.info.status for run in trials}
-    assert status == {n: "FAILED" if n == 1 else "FINISHED" for n in states}
+    (retry,) = [run for run in runs if run.data.tags.get("optuna.retried_trial") == "1"]
+    assert retry.info.status == "FINISHED" and retry.data.tags["optuna.trial"] == "2"
+    if where == "this machine":
+        resumed = int(retry.data.tags["resumed_at"])
+        assert f"trial 2 goes on from trial 1's epoch {resumed}" in output
+        assert len(runs) == 2  # trial 1's run went on as trial 2's
+        params = [f"{name}={value!r}" for name, value in lost.params.items()]
+        reference = subprocess.run(
+            [sys.executable, "-m", "pipeline.train", *QUICK, *settings[1:], *params,
+             "tracking.enabled=false"], cwd=project, env=tool_env(), capture_output=True,
+        )  # fmt: skip
+        assert reference.returncode == 0, reference.stderr[-2000:]
+        trained = project / "multirun" / study / "trial-2" / "models" / "model.npz"
+        assert trained.read_bytes() == (project / "models" / "model.npz").read_bytes()
+        assert not checkpoint.exists()
+    else:
+        assert "resumed_at" not in retry.data.tags
+        assert retry.data.tags["restarted"].startswith("no checkpoint of trial 1 on ")
+        status = {int(run.data.tags["optuna.trial"]): run.info.status for run in runs}
+        assert status == {0: "FINISHED", 1: "FAILED", 2: "FINISHED"}
 
 
 def test_a_trial_logged_to_the_server_reproduces_identically(
