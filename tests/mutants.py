@@ -50,6 +50,7 @@ TARGETS = {
     ],
     "pipeline/nn/optimizers.py": ["Optimizer.step", "SGD.update", "Adam.prepare", "Adam.update"],
     "pipeline/nn/fitting.py": ["fit", "predict_and_score", "loss_and_accuracy"],
+    "pipeline/nn/state.py": ["training_state", "restore_training_state"],
 }
 # Mutants that change no behaviour a test could see, each with the reason.
 EQUIVALENT = {
