@@ -92,7 +92,7 @@ def train_in_project(
             curves = None
             if run is not None:
                 dev_name = training_runs.dev_curves(config)
-                curves = training_runs.LiveCurves(run, dev_name, keeper.stamps)
+                curves = training_runs.LiveCurves(run, dev_name, keeper.stamps, keeper.sendable)
             metrics = run_training(config, train, dev, staged, on_epoch=curves, keeper=keeper)
             if run is not None:
                 try:

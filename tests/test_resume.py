@@ -3,8 +3,8 @@ processes stopped by real signals (SIGINT, SIGTERM, SIGKILL) at a random epoch, 
 epoch drawn from a seeded generator, then started again as a user would, in a reproduced
 project with a real MLflow store; `dvc repro` stopped with Ctrl-C to its process group.
 
-The epoch a process has reached is read off its checkpoint file: each epoch's checkpoint is a
-new file renamed into place, so a new inode is a finished epoch."""
+How far a process has got is read off its checkpoint file: each checkpoint is a new file
+renamed into place, so a new inode is one more checkpoint written."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tests.conftest import copy_reproduced, dvc, project_client, ran_stages, run
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 12
+EPOCHS = 40
 # Slow enough epochs (tens of ms) to stop one in the middle; dropout, input dropout, shifts,
 # and affine and elastic distortions on: every random draw the training makes.
 LONG = [f"train.epochs={EPOCHS}", "model.hidden=[256,256]", "train.batch_size=4",
@@ -38,10 +38,12 @@ def outputs(project: Path) -> dict[str, bytes]:
 
 
 def stopped_at_random_epoch(
-    args: list[str], project: Path, sig: signal.Signals, epoch: int, group: bool = False
+    args: list[str], project: Path, sig: signal.Signals, writes: int, group: bool = False
 ) -> subprocess.CompletedProcess:
-    """Run `args`, send `sig` once its checkpoint has been written `epoch` more times (to its
-    whole process group if `group`, as Ctrl-C in a terminal does), and return what it did."""
+    """Run `args`, send `sig` once its checkpoint has been written `writes` more times (to its
+    whole process group if `group`, as Ctrl-C in a terminal does), and return what it did.
+    Epochs this short are not all written (checkpoints.COST_SHARE): where it stops is
+    random."""
     checkpoint, seen = project / CHECKPOINT, 0
     last = checkpoint.stat().st_ino if checkpoint.exists() else None  # one already there
     env = {k: v for k, v in tool_env().items() if k != "MLFLOW_TRACKING_URI"}
@@ -52,7 +54,7 @@ def stopped_at_random_epoch(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
-        while process.poll() is None and seen < epoch:
+        while process.poll() is None and seen < writes:
             try:
                 inode = checkpoint.stat().st_ino
             except FileNotFoundError:
@@ -92,7 +94,7 @@ def assert_one_whole_run(project: Path, run, resumed_at: list[int]) -> None:
     for metric in ("train/loss", "dev/accuracy", "train/learning_rate"):
         steps = sorted(point.step for point in client.get_metric_history(run.info.run_id, metric))
         assert steps == list(range(1, len(steps) + 1)), metric
-    assert len(steps) >= resumed_at[-1]
+    assert len(steps) >= resumed_at[-1] - 1  # - 1: a checkpoint of its last epoch, resumed
 
 
 @pytest.fixture
@@ -101,8 +103,8 @@ def project(reproduced, tmp_path) -> Path:
 
 
 def test_a_training_stopped_twice_with_ctrl_c_and_sigterm_resumes_to_the_same_bits(project):
-    epochs = np.random.default_rng(30).choice(np.arange(2, EPOCHS - 3), 2, replace=False)
-    first, second = sorted(int(e) for e in epochs)
+    # How many checkpoints to let each session write before it is stopped.
+    first, more = (int(n) for n in np.random.default_rng(30).integers(1, 4, 2))
     run([*TRAIN, *LONG, "tracking.enabled=false"], project)
     uninterrupted = outputs(project)
     runs_before = len(training_runs(project))
@@ -112,6 +114,8 @@ def test_a_training_stopped_twice_with_ctrl_c_and_sigterm_resumes_to_the_same_bi
     assert stopped.returncode == 130, stopped.stderr[-2000:]
     line = stop_line(stopped)
     reached = int(line.split(" at epoch ")[1].split()[0])
+    # A signal during a checkpoint's write waits for it, and says so.
+    line = line.replace(", held until the checkpoint was written", "")
     assert line == (
         f"train: stopped at epoch {reached} of {EPOCHS} (received SIGINT); epochs "
         f"1-{reached - 1} are kept in {CHECKPOINT}: `python -m pipeline.train "
@@ -120,10 +124,10 @@ def test_a_training_stopped_twice_with_ctrl_c_and_sigterm_resumes_to_the_same_bi
     )
     assert training_runs(project)[0].info.status == "KILLED"
 
-    again = stopped_at_random_epoch([*TRAIN, *LONG], project, signal.SIGTERM, second - first)
+    again = stopped_at_random_epoch([*TRAIN, *LONG], project, signal.SIGTERM, more)
     assert again.returncode == 130 and f"going on from epoch {reached}" in again.stdout
     reached_again = int(stop_line(again).split(" at epoch ")[1].split()[0])
-    assert "(received SIGTERM)" in stop_line(again) and reached_again > reached
+    assert "(received SIGTERM" in stop_line(again) and reached_again > reached
 
     finished = run([*TRAIN, *LONG], project, unset=("MLFLOW_TRACKING_URI",))
     assert f"going on from epoch {reached_again}" in finished.stdout
@@ -135,11 +139,11 @@ def test_a_training_stopped_twice_with_ctrl_c_and_sigterm_resumes_to_the_same_bi
 
 
 def test_a_killed_native_speed_training_with_patience_resumes_to_the_same_bits(project):
-    args = [*TRAIN, *LONG, "compute=native_speed", "train.patience=4"]
+    args = [*TRAIN, *LONG, "compute=native_speed", "train.patience=10"]
     run([*args, "tracking.enabled=false"], project)
     uninterrupted = outputs(project)
-    epoch = int(np.random.default_rng(31).integers(2, 6))
-    killed = stopped_at_random_epoch(args, project, signal.SIGKILL, epoch)
+    writes = int(np.random.default_rng(31).integers(1, 4))
+    killed = stopped_at_random_epoch(args, project, signal.SIGKILL, writes)
     assert killed.returncode == -signal.SIGKILL
     lost = training_runs(project)[0]
     assert lost.info.status == "RUNNING"  # SIGKILL leaves it so: the resumed process takes it
@@ -149,7 +153,7 @@ def test_a_killed_native_speed_training_with_patience_resumes_to_the_same_bits(p
 
     finished = run(args, project, unset=("MLFLOW_TRACKING_URI",))
     resumed = int(finished.stdout.split("going on from epoch ")[1].split(",")[0])
-    assert resumed >= epoch + 1
+    assert resumed >= writes + 1
     assert outputs(project) == uninterrupted
     (whole,) = [r for r in training_runs(project) if r.info.run_id == lost.info.run_id]
     assert_one_whole_run(project, whole, [resumed])
@@ -174,8 +178,8 @@ def test_dvc_repro_stopped_with_ctrl_c_goes_on_and_reproduces_identically(projec
     run([*TRAIN, "tracking.enabled=false"], project)  # the same config, never stopped
     uninterrupted = outputs(project)
 
-    epoch = int(np.random.default_rng(32).integers(2, EPOCHS - 3))
-    stopped = stopped_at_random_epoch(["dvc", "repro"], project, signal.SIGINT, epoch, group=True)
+    writes = int(np.random.default_rng(32).integers(1, 4))
+    stopped = stopped_at_random_epoch(["dvc", "repro"], project, signal.SIGINT, writes, group=True)
     assert stopped.returncode != 0
     assert "`dvc repro` goes on from epoch" in stop_line(stopped)
     resumed = dvc(["repro"], project)

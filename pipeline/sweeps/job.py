@@ -76,8 +76,10 @@ def run_sweep_job(
                 config, resolved_yaml, "sweep-job", job_name, data, parent_run_id(), tags
             )
     with settled(run):
-        stamps = keeper.stamps if keeper is not None else None
-        curves = training_runs.LiveCurves(run, stamps=stamps) if run is not None else None
+        curves = None
+        if run is not None:
+            held = (keeper.stamps, keeper.sendable) if keeper is not None else (None, None)
+            curves = training_runs.LiveCurves(run, "dev", *held)
         metrics = run_training(config, train, dev, train_outputs, on_epoch=curves, keeper=keeper)
         with phase("data"):
             history = read_columns(train_outputs.history, made_by="train")

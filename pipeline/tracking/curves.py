@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from tqdm import tqdm
 
@@ -42,12 +43,17 @@ class LiveCurves:
 
     RETRY_AFTER = 60.0
 
-    def __init__(self, run: Run, dev: str = "dev", stamps: dict[int, int] | None = None):
+    def __init__(self, run: Run, dev: str = "dev", stamps: dict[int, int] | None = None,
+                 sendable: Callable[[], int | None] | None = None):  # fmt: skip
         self.run = run
         self.dev = dev  # the dev curves' name: dev_seen when the network trained on dev
-        # Epoch → its stamp, if the checkpoint chose it first: an epoch sent before a stop
-        # and again from the checkpoint after it is one row in the store, not two.
+        # With a checkpoint (training/checkpoints.py): each epoch's stamp, chosen by it, and
+        # the last epoch it holds. Later epochs wait until it holds them (or the run ends
+        # FINISHED), so that an epoch sent before a stop and made again after it, from the
+        # checkpoint, is one row in the store with one stamp, never two.
         self.chosen_stamps = stamps if stamps is not None else {}
+        self.sendable = sendable
+        self.held: list[tuple[EpochRecord, int]] = []
         self.unsent: list[EpochRecord] = []
         # When each unsent epoch ended: a request the store took but whose answer was lost is
         # sent again with the same stamps, and the store keeps one copy.
@@ -66,8 +72,13 @@ class LiveCurves:
     def __call__(self, record: EpochRecord) -> None:
         with phase("log: params+curves"), self.lock:
             stamp = self.chosen_stamps.get(record.epoch) or int(time.time() * 1000)
-            self.waiting.append((record, stamp))
-            self.wake.set()
+            self.held.append((record, stamp))
+            limit = self.sendable() if self.sendable is not None else None
+            ready = [item for item in self.held if limit is None or item[0].epoch <= limit]
+            if ready:
+                self.held = self.held[len(ready) :]
+                self.waiting += ready
+                self.wake.set()
 
     def send_waiting(self) -> None:
         while True:
@@ -110,6 +121,9 @@ class LiveCurves:
 
     def flush(self) -> None:
         """Send every epoch; raise `StoreError` if the store still does not answer."""
+        with phase("log: params+curves"), self.lock:
+            self.waiting += self.held  # the run ends FINISHED: every epoch is final
+            self.held = []
         with phase("log: params+curves"):
             self.drain()
             if self.error is not None:

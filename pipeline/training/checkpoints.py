@@ -33,7 +33,7 @@ from pipeline.nn.serialization import READ_ERRORS, damage_reason
 from pipeline.nn.state import StateMismatch, restore_training_state, training_state
 from pipeline.plumbing.compute import in_force
 from pipeline.plumbing.config import flatten
-from pipeline.plumbing.errors import PipelineError, os_reason
+from pipeline.plumbing.errors import PipelineError, interrupts_deferred, os_reason
 from pipeline.plumbing.files import file_md5
 from pipeline.plumbing.paths import ROOT
 from pipeline.plumbing.publish import atomic_path, shown
@@ -42,6 +42,7 @@ from pipeline.plumbing.schema import Config
 TRAIN_CODE = ("pipeline/train.py", "pipeline/training", "pipeline/nn")  # the stage's code deps
 BITS_COMPUTE = ("blas_kernel", "blas_threads", "numpy_max_simd")  # compute params that decide
 NOT_THE_TRAINING = ("train.checkpoint", "train.resume")  # how it is kept, not what it trains
+COST_SHARE = 0.02  # of the training's time, at most, spent writing checkpoints
 
 
 def code_digests(root: Path = ROOT) -> dict[str, str]:
@@ -160,6 +161,11 @@ class Checkpoints:
     def epoch(self) -> int:
         return self.saved_epoch
 
+    def sendable(self) -> int | None:
+        """The last epoch whose curves may be sent now (LiveCurves): the checkpoint's, while
+        checkpoints are written; None (any) otherwise."""
+        return self.saved_epoch if self.saving else None
+
     def restore(self, model, optimizer, rng):
         """Put the loaded state into freshly built parts; the fit's result so far, or None."""
         if self.arrays is None:
@@ -174,16 +180,23 @@ class Checkpoints:
         self.arrays = None  # its copies now live in the model and optimizer
         return result
 
-    def saver(self, model, optimizer, rng, session_started: float):
-        """The `on_checkpoint` for `fit`: the state after each epoch, written whole; None
-        with train.checkpoint=false."""
+    def saver(self, model, optimizer, rng, session_started: float, epochs: int):
+        """The `on_checkpoint` for `fit`: the state after each epoch of `epochs`, written whole
+        (skipped while the last write's time is over COST_SHARE of the time since it, so that
+        epochs of milliseconds do not spend most of it writing; the last epoch is always
+        written); None with train.checkpoint=false."""
         if not self.saving:
             return None
         seconds_before = float(self.context.get("seconds", 0.0))
+        last = {"ended": 0.0, "took": 0.0}  # the last write: when it ended, how long it took
 
         def save(result) -> None:
             epoch = len(result.history)
             self.stamps.setdefault(epoch, int(time.time() * 1000))
+            since = time.perf_counter() - last["ended"]
+            final = epoch >= epochs or result.stopped_early
+            if not final and last["took"] > COST_SHARE * since:
+                return
             self.context.update(
                 made_under=self.made_under,
                 epoch=epoch,
@@ -192,10 +205,14 @@ class Checkpoints:
             )
             if not self.saving:  # a write failed before: the training goes on without
                 return
+            started = time.perf_counter()
             arrays = training_state(model, optimizer, rng, result, self.context)
             try:
-                with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
-                    np.savez(handle, **arrays)
+                # Ctrl-C waits for the write: the file and `saved_epoch` then agree.
+                with interrupts_deferred("the checkpoint was written"):
+                    with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
+                        np.savez(handle, **arrays)
+                    self.saved_epoch = epoch
             except PipelineError as error:
                 cause = error.__cause__
                 reason = os_reason(cause) if isinstance(cause, OSError) else str(error)
@@ -206,7 +223,7 @@ class Checkpoints:
                 self.saving, self.saved_epoch = False, 0
                 self.remove()  # an older one would resume a training that went further
                 return
-            self.saved_epoch = epoch
+            last.update(ended=time.perf_counter(), took=time.perf_counter() - started)
 
         return save
 

@@ -92,7 +92,7 @@ def train_model(
     so_far, on_checkpoint = None, None
     if keeper is not None:
         so_far = keeper.restore(model, optimizer, rng)
-        on_checkpoint = keeper.saver(model, optimizer, rng, started)
+        on_checkpoint = keeper.saver(model, optimizer, rng, started, config.train.epochs)
     try:
         result = fit(
             model, x_train, y_train, x_dev, dev_data["labels"],
