@@ -84,8 +84,7 @@ def restore_training_state(
                 f"saved {source.dtype} {source.shape} where the network has "
                 f"{target.dtype} {target.shape}"
             )
-    sources = [*saved, *(b for state in buffers for b in state)]
-    for target, source in zip(targets, sources, strict=True):
+    for target, source in zip(targets, sources, strict=True):  # all checked: now copy
         target[...] = source
     optimizer.steps = int(meta["steps"])
     try:
