@@ -267,8 +267,12 @@ def stop() -> None:
             if not running(pid):
                 break
             time.sleep(0.1)
-        else:
+        else:  # a loaded machine: its workers took over 10 s to end
             os.killpg(pid, signal.SIGKILL)
+            for _ in range(50):
+                if not running(pid):
+                    break
+                time.sleep(0.1)
         print(f"server: MLflow stopped (pid {pid})")
     (folder / "mlflow.pid").unlink(missing_ok=True)
     data = folder / "postgres" / "data"

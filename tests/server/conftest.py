@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import mlflow
@@ -71,6 +72,9 @@ def server():
     assert len(pids) == 2 and all(alive(pid) for pid in pids)
     yield started
     started.command("stop")
+    deadline = time.monotonic() + 10  # a loaded machine's kernel may take a moment to end them
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not any(alive(pid) for pid in pids)  # both stopped, by the PIDs they recorded
     shutil.rmtree(folder, ignore_errors=True)
 
