@@ -88,3 +88,17 @@ def test_state_that_does_not_fit_the_network_is_refused(data):
         restore_training_state(
             state, other, make_optimizer(other.params(), name="adam", lr=0.1), rng
         )
+
+
+def test_a_generator_state_of_another_kind_is_refused(data):
+    import json
+
+    model, opt, rng = parts("adam")
+    result = fit_epochs(model, opt, rng, data, 1)
+    state = training_state(model, opt, rng, result)
+    meta = json.loads(bytes(state["meta"]).decode())
+    meta["rng"] = {"bit_generator": "MT19937", "state": {"pos": 0}}  # not the PCG64 it was
+    state["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    fresh = parts("adam", seed=1)
+    with pytest.raises(StateMismatch, match="the random generator's state does not fit"):
+        restore_training_state(state, *fresh)
