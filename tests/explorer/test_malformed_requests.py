@@ -113,7 +113,7 @@ def test_any_get_path_and_test_index_get_an_answer_below_500(app, index, view, t
 def server(app):
     """The app served over a real socket, as `make explore` serves it."""
     served = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=served.serve_forever, daemon=True)
+    thread = threading.Thread(target=served.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield served.server_port
     served.shutdown()
