@@ -102,3 +102,11 @@ def test_a_generator_state_of_another_kind_is_refused(data):
     fresh = parts("adam", seed=1)
     with pytest.raises(StateMismatch, match="the random generator's state does not fit"):
         restore_training_state(state, *fresh)
+
+
+def test_state_that_lacks_an_array_is_refused(data):
+    model, opt, rng = parts("adam")
+    state = training_state(model, opt, rng, fit_epochs(model, opt, rng, data, 1))
+    del state["optimizer.0.1"]  # Adam's second moment of W¹
+    with pytest.raises(StateMismatch, match=r"saved state lacks or misreads 'optimizer\.0\.1'"):
+        restore_training_state(state, *parts("adam", seed=1))
