@@ -23,7 +23,7 @@ from tests.conftest import copy_reproduced, dvc, project_client, ran_stages, run
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 40
+EPOCHS = 100  # with writes every 0.5 s or so on a fast machine (COST_SHARE), a dozen
 # Slow enough epochs (tens of ms) to stop one in the middle; dropout, input dropout, shifts,
 # and affine and elastic distortions on: every random draw the training makes.
 LONG = [f"train.epochs={EPOCHS}", "model.hidden=[256,256]", "train.batch_size=4",
@@ -104,7 +104,7 @@ def project(reproduced, tmp_path) -> Path:
 
 def test_a_training_stopped_twice_with_ctrl_c_and_sigterm_resumes_to_the_same_bits(project):
     # How many checkpoints to let each session write before it is stopped.
-    first, more = (int(n) for n in np.random.default_rng(30).integers(1, 4, 2))
+    first, more = (int(n) for n in np.random.default_rng(30).integers(1, 3, 2))
     run([*TRAIN, *LONG, "tracking.enabled=false"], project)
     uninterrupted = outputs(project)
     runs_before = len(training_runs(project))
@@ -139,10 +139,10 @@ def test_a_training_stopped_twice_with_ctrl_c_and_sigterm_resumes_to_the_same_bi
 
 
 def test_a_killed_native_speed_training_with_patience_resumes_to_the_same_bits(project):
-    args = [*TRAIN, *LONG, "compute=native_speed", "train.patience=10"]
+    args = [*TRAIN, *LONG, "compute=native_speed", "train.patience=30"]
     run([*args, "tracking.enabled=false"], project)
     uninterrupted = outputs(project)
-    writes = int(np.random.default_rng(31).integers(1, 4))
+    writes = int(np.random.default_rng(31).integers(1, 3))
     killed = stopped_at_random_epoch(args, project, signal.SIGKILL, writes)
     assert killed.returncode == -signal.SIGKILL
     lost = training_runs(project)[0]
@@ -178,7 +178,7 @@ def test_dvc_repro_stopped_with_ctrl_c_goes_on_and_reproduces_identically(projec
     run([*TRAIN, "tracking.enabled=false"], project)  # the same config, never stopped
     uninterrupted = outputs(project)
 
-    writes = int(np.random.default_rng(32).integers(1, 4))
+    writes = int(np.random.default_rng(32).integers(1, 3))
     stopped = stopped_at_random_epoch(["dvc", "repro"], project, signal.SIGINT, writes, group=True)
     assert stopped.returncode != 0
     assert "`dvc repro` goes on from epoch" in stop_line(stopped)
