@@ -334,3 +334,20 @@ def copy_reproduced(reproduced: Path, tmp_path: Path) -> Path:
     copy = Path(shutil.copytree(reproduced, tmp_path / "project", symlinks=True))
     move_store(copy / "mlflow.db", reproduced, copy)
     return copy
+
+
+def wait_for_writes(path: Path, times: int, process: subprocess.Popen, limit: float = 300) -> None:
+    """Wait until `process` has written `path` `times` more times: each write of a checkpoint
+    is a new file renamed into place, a new inode. It must still be running then."""
+    seen, deadline = 0, time.monotonic() + limit
+    last = path.stat().st_ino if path.exists() else None  # one already there
+    while seen < times:
+        assert process.poll() is None, f"it ended before {path} was written {times} times"
+        assert time.monotonic() < deadline, f"{path} was written {seen} times in {limit} s"
+        try:
+            inode = path.stat().st_ino
+        except FileNotFoundError:
+            inode = None
+        if inode is not None and inode != last:
+            seen, last = seen + 1, inode
+        time.sleep(0.001)

@@ -12,14 +12,21 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline.plumbing.paths import CHECKPOINT
-from tests.conftest import copy_reproduced, dvc, project_client, ran_stages, run, tool_env
+from tests.conftest import (
+    copy_reproduced,
+    dvc,
+    project_client,
+    ran_stages,
+    run,
+    tool_env,
+    wait_for_writes,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +51,6 @@ def stopped_at_random_epoch(
     whole process group if `group`, as Ctrl-C in a terminal does), and return what it did.
     Epochs this short are not all written (checkpoints.COST_SHARE): where it stops is
     random."""
-    checkpoint, seen = project / CHECKPOINT, 0
-    last = checkpoint.stat().st_ino if checkpoint.exists() else None  # one already there
     env = {k: v for k, v in tool_env().items() if k != "MLFLOW_TRACKING_URI"}
     process = subprocess.Popen(
         args, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -54,15 +59,7 @@ def stopped_at_random_epoch(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
-        while process.poll() is None and seen < writes:
-            try:
-                inode = checkpoint.stat().st_ino
-            except FileNotFoundError:
-                inode = None
-            if inode is not None and inode != last:
-                seen, last = seen + 1, inode
-            time.sleep(0.001)
-        assert process.poll() is None, "it finished before it could be stopped"
+        wait_for_writes(project / CHECKPOINT, writes, process)
         if group:
             os.killpg(process.pid, sig)
         else:

@@ -65,11 +65,8 @@ def mnist_like(ink: np.ndarray) -> np.ndarray:
 def ink_from_bytes(data: bytes, width: int, height: int) -> np.ndarray:
     """The ink grid a page sends: `width` × `height` bytes, row by row, 0 paper, 255 ink."""
     for name, value in (("width", width), ("height", height)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise DrawingError(
-                f"{name} must be a whole number of pixels in [{MIN_SIDE}, {MAX_SIDE}]"
-            )
-        if not MIN_SIDE <= value <= MAX_SIDE:
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not whole or not MIN_SIDE <= value <= MAX_SIDE:
             raise DrawingError(
                 f"{name} must be a whole number of pixels in [{MIN_SIDE}, {MAX_SIDE}]"
             )

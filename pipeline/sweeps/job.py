@@ -119,10 +119,10 @@ def restart_tags(keeper: Checkpoints | None) -> dict[str, str]:
     origin = os.environ.get(RETRIED_TRIAL_ENV) or None
     if keeper is None or origin is None or keeper.epoch:
         return {}
+    # (trial_tags names the trial it retries)
     return {
-        RETRIED_TAG: origin,
         "restarted": f"no checkpoint of trial {origin} on {socket.gethostname()}: trained "
-        "from epoch 1",
+        "from epoch 1"
     }
 
 

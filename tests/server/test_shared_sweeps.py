@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import QUICK, copy_reproduced, project_with_data, tool_env
+from tests.conftest import QUICK, copy_reproduced, project_with_data, tool_env, wait_for_writes
 from tests.server.conftest import Server, client_as
 
 pytestmark = pytest.mark.slow
@@ -111,22 +110,6 @@ def test_two_workers_run_one_study_of_exactly_the_trials_asked(
     assert len(optuna.load_study(study_name="two-workers", storage=study._storage).trials) == 4
 
 
-def written(checkpoint: Path, times: int, worker: subprocess.Popen, limit: float = 300) -> None:
-    """Wait until `checkpoint` has been written `times` times (each write is a new file renamed
-    into place: a new inode), that is until the trial has trained that many epochs."""
-    seen, last, deadline = 0, None, time.monotonic() + limit
-    while seen < times:
-        assert worker.poll() is None, worker.communicate()[0]
-        assert time.monotonic() < deadline, f"{checkpoint} was written {seen} times"
-        try:
-            inode = checkpoint.stat().st_ino
-        except FileNotFoundError:
-            inode = None
-        if inode is not None and inode != last:
-            seen, last = seen + 1, inode
-        time.sleep(0.001)
-
-
 @pytest.mark.parametrize("where", ["this machine", "another machine"])
 def test_a_killed_workers_trial_runs_again_from_its_checkpoint_on_its_own_machine(
     server, sweeper_env, tmp_path, monkeypatch, where
@@ -142,7 +125,7 @@ def test_a_killed_workers_trial_runs_again_from_its_checkpoint_on_its_own_machin
                 "train.batch_size=4")  # fmt: skip
     first = start_worker(project, server, sweeper_env, study, *settings)
     checkpoint = project / "multirun" / study / "checkpoints" / "trial-1.npz"
-    written(checkpoint, int(np.random.default_rng(33).integers(1, 3)), first)
+    wait_for_writes(checkpoint, int(np.random.default_rng(33).integers(1, 3)), first)
     os.killpg(first.pid, signal.SIGKILL)  # the worker and its job: nothing can tidy up
     first.wait()
     machine = project if where == "this machine" else project_with_data(tmp_path / "other")
