@@ -96,8 +96,8 @@ format: $(DEV_STAMP)  ## ruff autofix and format
 	$(BIN)/ruff format .
 
 lock: $(DEV_STAMP)  ## re-resolve requirements*.lock from pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --override requirements-overrides.txt --python-version 3.11 --generate-hashes --no-header -q -o requirements.lock
-	$(BIN)/uv pip compile pyproject.toml --extra dev -c requirements.lock --override requirements-overrides.txt --python-version 3.11 --generate-hashes --no-header -q -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -q -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev -c requirements.lock --python-version 3.11 --generate-hashes --no-header -q -o requirements-dev.lock
 
 clean-venv:  ## delete .venv
 	rm -rf $(VENV)

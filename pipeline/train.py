@@ -35,28 +35,29 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.evaluation.reports import evaluate_model, load_model
 from pipeline.plumbing.compute import check_in_force, pin
-from pipeline.plumbing.config import params_readable, run_by_dvc, stage_config
+from pipeline.plumbing.config import ConfigError, params_readable, run_by_dvc, stage_config
 from pipeline.plumbing.errors import PipelineError, stage_errors
-from pipeline.plumbing.files import write_json
+from pipeline.plumbing.files import read_columns, write_json
 from pipeline.plumbing.paths import (
     CHECKPOINT,
     EXPERIMENT_RUN,
+    NORMALISED_TEST,
     ROOT,
     SPLIT_DEV,
     SPLIT_TRAIN,
     TRAIN,
     UNPUBLISHED,
+    EvaluateOutputs,
     TrainOutputs,
 )
 from pipeline.plumbing.phases import phase, start_job, write_phases
-from pipeline.plumbing.publish import staged_outputs
+from pipeline.plumbing.publish import shown, staged_outputs
 from pipeline.plumbing.schema import Config
-from pipeline.sweeps.ending import settled_sweep, sweep_job
-from pipeline.sweeps.job import run_sweep_job
+from pipeline.sweeps.trial import PRUNED_TAG, SweepTrial, job_data
 from pipeline.tracking.tags import run_name
 from pipeline.training.checkpoints import Checkpoints, fingerprint
 from pipeline.training.hyperparameters import check_hyperparameters, run_summary
@@ -64,20 +65,43 @@ from pipeline.training.trainer import load_split, run_training
 
 
 def train_in_project(
-    config: Config, resolved_yaml: str, root: Path = ROOT, name: str | None = None
+    config: Config,
+    resolved_yaml: str,
+    root: Path = ROOT,
+    name: str | None = None,
+    trial: SweepTrial | None = None,
 ) -> dict:
     """Train on the project's split data, as one MLflow run if tracking is on, and replace the
-    train outputs under `root` together once the run has ended FINISHED; a failure anywhere
-    leaves the previous outputs and the run they name. Returns the training metrics."""
+    outputs under `root` together once the run has ended FINISHED; a failure anywhere leaves
+    the previous outputs and the run they name. Returns the training metrics.
+
+    As a sweep's job (`trial`), the outputs go to the job's folder, the model is scored on the
+    test set too, the run is a child of the sweep's, and each epoch's dev accuracy is reported
+    to the trial, which the pruner may stop."""
     check_hyperparameters(config)
+    if trial is not None and config.train.include_dev:
+        raise ConfigError(
+            "train.include_dev=true trains on the dev set this sweep selects on: sweep with "
+            "train.include_dev=false, then train the chosen settings with it true"
+        )
     with phase("data"):
-        train, dev = load_split(SPLIT_TRAIN, SPLIT_DEV)
+        train, dev, test = job_data() if trial else (*load_split(SPLIT_TRAIN, SPLIT_DEV), None)
     data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
-    keeper = Checkpoints(root / CHECKPOINT, fingerprint(config, data), config.train.checkpoint)
+    where = trial.checkpoint if trial else root / CHECKPOINT
+    keeper = Checkpoints(where, fingerprint(config, data), config.train.checkpoint)
     if keeper.load(config.train.resume):
         print(f"train: going on from epoch {keeper.epoch + 1}, the checkpoint's next")
+    tags = {}
+    if trial is not None:
+        data["test"] = NORMALISED_TEST  # read by this job too
+        tags = {**trial.tags, **trial.restart_tags(keeper.epoch)}
+    paths = astuple(TrainOutputs.under(root))
+    evaluated = EvaluateOutputs.under(root)
+    if trial is not None:  # the figures only if asked: a job spends its time learning
+        paths += (evaluated.confusion, evaluated.metrics)
+        paths += (evaluated.figures,) if config.tracking.sweep_figures else ()
     # Staged first: an output folder that cannot be written fails before a run is started.
-    with staged_outputs(astuple(TrainOutputs.under(root))) as outputs:
+    with staged_outputs(paths) as outputs:
         run, settled, failed_after = None, contextlib.nullcontext, contextlib.nullcontext
         if config.tracking.enabled:
             # Imported only when tracking is on: mlflow costs over a second to import.
@@ -85,28 +109,67 @@ def train_in_project(
             from pipeline.tracking.runs import failed_after, settled
             from pipeline.tracking.store import TrackingError
 
-            kind = "pipeline" if run_by_dvc() else "direct"
-            run = continued.training_run(config, resolved_yaml, kind, name, data, keeper)
-        staged = TrainOutputs(*outputs.paths)
+            kind = "sweep-job" if trial else "pipeline" if run_by_dvc() else "direct"
+            parent = trial.parent_run_id if trial else None
+            run = continued.training_run(
+                config, resolved_yaml, kind, name, data, keeper, parent, tags or None
+            )
+        staged = TrainOutputs(*outputs.paths[:3])
         with settled(run):
             curves = None
             if run is not None:
                 dev_name = training_runs.dev_curves(config)
                 curves = training_runs.LiveCurves(run, dev_name, keeper.stamps, keeper.sendable)
-            metrics = run_training(config, train, dev, staged, on_epoch=curves, keeper=keeper)
+            metrics = run_training(
+                config, train, dev, staged, on_epoch=each_epoch(curves, trial), keeper=keeper
+            )
+            test_metrics = None
+            if trial is not None:
+                staged_paths = dict(zip(paths, outputs.paths, strict=True))
+                evaluated = EvaluateOutputs(
+                    *(staged_paths.get(path, path) for path in astuple(evaluated))
+                )
+                with phase("data"):
+                    history = read_columns(staged.history, made_by="train")
+                network = load_model(staged.model)
+                test_metrics = evaluate_model(
+                    network, test, history, evaluated, config.tracking.sweep_figures
+                )
+                metrics["test"] = test_metrics
             if run is not None:
                 try:
-                    training_runs.log_training(run, metrics, staged, curves)
+                    if trial is None:
+                        training_runs.log_training(run, metrics, staged, curves)
+                    else:
+                        training_runs.log_sweep_job(
+                            run, config, metrics, test_metrics, staged, evaluated, curves
+                        )
                 except TrackingError as error:
                     raise keep_aside(staged, root, run.run_id, error) from None
+                if metrics["halted_at"] is not None:  # a filter in the UI: tags.pruned
+                    run.set_tags({PRUNED_TAG: str(metrics["halted_at"])})
         # Only once the run ended FINISHED (or with tracking off) do the new outputs go in
         # place; if they cannot, the run ends FAILED after all, saying why.
         with failed_after(run):
             outputs.publish()
     keeper.remove()  # the training is whole, in its outputs
+    if trial is not None and metrics["halted_at"] is not None:
+        trial.prune()
     if os.environ.get("DVC_EXP_NAME") and root == ROOT:
         write_json(EXPERIMENT_RUN, {"run_id": run.run_id if run is not None else None})
     return metrics
+
+
+def each_epoch(curves, trial: SweepTrial | None):
+    """What runs after each epoch: the run's live curves, then the trial's report, whose
+    answer (the pruner's) stops the training."""
+
+    def after(record) -> bool:
+        if curves is not None:
+            curves(record)
+        return trial.report(record) if trial is not None else False
+
+    return after
 
 
 def keep_aside(staged: TrainOutputs, root: Path, run_id: str, error: Exception) -> PipelineError:
@@ -129,32 +192,23 @@ def keep_aside(staged: TrainOutputs, root: Path, run_id: str, error: Exception) 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Train (in a sweep: train and evaluate); return the saved model's dev accuracy, the
-    objective Optuna maximises."""
+    objective a sweep maximises."""
     start_job()
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    with stage_errors("train", exit_on_error=not multirun), sweep_job(multirun):
+    trial = SweepTrial.of_job()
+    with stage_errors("train", exit_on_error=trial is None):
         config = stage_config(cfg)
-        if multirun:  # the launcher pinned it for every job (sweeps/callback.py)
+        if trial is not None:  # the sweeper pinned it for every job (sweeps/study.py)
             check_in_force(config.compute, "train")
         else:
             pin(config.compute, "train")  # may restart this process: before any work
         resolved_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-        if multirun:
+        if trial is not None:
             job = HydraConfig.get()
-            job_dir = Path(job.runtime.output_dir)
-            metrics, test_metrics = run_sweep_job(
-                config, resolved_yaml, job_dir, job.job.override_dirname or None
-            )
-            print(
-                f"train: test accuracy {test_metrics['accuracy']:.4f} (reported, not selected on)"
-            )
-            where = TrainOutputs.under(job_dir).model
+            root, name = trial.job_dir, job.job.override_dirname or None
         else:
-            name = run_name(
-                run_summary(config), HydraConfig.get().runtime.choices.get("experiment")
-            )
-            metrics = train_in_project(config, resolved_yaml, name=name)
-            where = TRAIN.model
+            choices = HydraConfig.get().runtime.choices
+            root, name = ROOT, run_name(run_summary(config), choices.get("experiment"))
+        metrics = train_in_project(config, resolved_yaml, root, name, trial)
         best, epochs = metrics["best"], metrics["epochs_run"]
         if config.train.include_dev:
             seen_accuracy = metrics["model"]["dev_accuracy"]
@@ -162,12 +216,17 @@ def main(cfg: DictConfig) -> float:
         else:
             best_accuracy = best["dev_accuracy"]
             scored = f"best dev accuracy {best_accuracy:.4f} at epoch {best['epoch']} of {epochs}"
-        print(f"train: {scored}, {metrics['train_seconds']:.1f} s; model in {where}")
-        write_phases("sweep-job" if multirun else "training")
+        if metrics["halted_at"] is not None:
+            scored += f", pruned after epoch {metrics['halted_at']}"
+        model = TrainOutputs.under(root).model
+        print(f"train: {scored}, {metrics['train_seconds']:.1f} s; model in {shown(model)}")
+        if "test" in metrics:
+            accuracy = metrics["test"]["accuracy"]
+            print(f"train: test accuracy {accuracy:.4f} (reported, not selected on)")
+        write_phases("sweep-job" if trial else "training")
         return metrics["model"]["dev_accuracy"]
 
 
 if __name__ == "__main__":
     params_readable("train")
-    with settled_sweep():  # a sweep stopped or failed: every run ended, no worker left
-        main()
+    main()

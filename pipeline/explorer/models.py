@@ -63,7 +63,9 @@ def ui_link(tracking_uri: str, ui_url: str | None, experiment_id: str, run_id: s
                 pass
         except OSError:
             return None
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    from pipeline.tracking.store import runs_link
+
+    return runs_link(experiment_id, run_id, base)
 
 
 def run_record(client, run_id: str, ui_url: str | None) -> dict:

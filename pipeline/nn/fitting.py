@@ -47,6 +47,7 @@ class FitResult:
     stopped_early: bool = False
     restored_best: bool = False  # the model holds the best epoch's weights, not the last's
     best_params: list[np.ndarray] | None = None  # under patience: the best epoch's weights
+    halted: bool = False  # on_epoch asked to stop here (a sweep's pruner)
 
     @property
     def best(self) -> EpochRecord:
@@ -97,9 +98,10 @@ def fit(
     max_shift: int = 0,
     distortion: Distortion | None = None,
     patience: int | None = None,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_epoch: Callable[[EpochRecord], bool | None] | None = None,
     result: FitResult | None = None,
     on_checkpoint: Callable[[FitResult], None] | None = None,
+    stop_after: int | None = None,
 ) -> FitResult:
     """Train `model` in place; return the per-epoch history and the best epoch. The
     optimizer's learning rate is set from `schedule` at the start of each epoch; with
@@ -107,13 +109,16 @@ def fit(
 
     `result`: the fit so far, to go on from its next epoch (model, optimizer and rng restored
     to where it stopped: state.py). `on_checkpoint(result)` is called at each epoch's end,
-    once the epoch's state is complete, before `on_epoch(record)`."""
+    once the epoch's state is complete, before `on_epoch(record)`; an `on_epoch` that returns
+    True stops the training there (`halted`). `stop_after` ends it after that epoch, the
+    schedule still set for `epochs`: what a halted training did, again."""
     n = len(x_train)
     batch = n if batch_size is None else min(batch_size, n)
     result = result if result is not None else FitResult()
     first = len(result.history) + 1
-    for epoch in range(first, epochs + 1):
-        if result.stopped_early:
+    last = epochs if stop_after is None else min(epochs, stop_after)
+    for epoch in range(first, last + 1):
+        if result.stopped_early or result.halted:
             break
         lr = optimizer.lr = schedule(epoch - 1)
         started = time.perf_counter()
@@ -153,8 +158,9 @@ def fit(
             result.stopped_early = True
         if on_checkpoint is not None:
             on_checkpoint(result)
-        if on_epoch is not None:
-            on_epoch(record)
+        if on_epoch is not None and on_epoch(record):
+            result.halted = True
+            break
     if result.best_params is not None:
         for param, best in zip(model.params(), result.best_params, strict=True):
             param[...] = best

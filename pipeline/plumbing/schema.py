@@ -88,6 +88,7 @@ class TrainConfig:
     distortion: DistortionConfig = field(default_factory=DistortionConfig)  # of each image
     max_shift: int = MISSING  # random shift of each training image, in pixels; 0: off
     patience: int | None = MISSING  # early stopping on dev accuracy; None: off
+    stop_after: int | None = None  # end after this epoch, the schedule set for `epochs`; None: off
     include_dev: bool = False  # also train on the dev images (a final fit on all of them)
     dtype: str = MISSING  # float32 | float64
     seed: int = MISSING  # seeds init, shuffling, dropout and shifts

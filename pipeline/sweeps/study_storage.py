@@ -7,12 +7,21 @@ import contextlib
 import hashlib
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
 
 from pipeline.plumbing.errors import PipelineError, without_password
+
+
+def quiet_optuna() -> None:
+    """Optuna's notes about its own API (heartbeats and retries are "experimental", meant for
+    its own optimize loop) and its log of each trial: the sweep says what matters itself."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def open_storage(

@@ -223,3 +223,17 @@ def reach_store(uri: str, experiment_name: str) -> str:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+LOCAL_UI = "http://127.0.0.1:5000"  # where `make ui` serves a local store
+# MLflow 3 opens an experiment on its GenAI overview; this opens its model-training runs.
+RUNS_VIEW = "workflowType=machine_learning"
+
+
+def runs_link(experiment_id: str, run_id: str | None = None, base: str | None = None) -> str:
+    """The MLflow UI's page of an experiment's runs (or one run): the tracking server's own,
+    or `make ui`'s for a local store."""
+    uri = mlflow.get_tracking_uri()
+    base = base or (uri if uri.startswith(("http://", "https://")) else LOCAL_UI)
+    page = f"experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base.rstrip('/')}/#/{page}?{RUNS_VIEW}"

@@ -87,6 +87,10 @@ def hyperparameter_problems(config: Config) -> list[str]:
             f"train.max_shift={train.max_shift} must be in [0, {MAX_SHIFT}] pixels",
         ),
         (
+            train.stop_after is None or 1 <= train.stop_after <= train.epochs,
+            f"train.stop_after={train.stop_after} must be in [1, train.epochs] (or null)",
+        ),
+        (
             train.patience is None or train.patience >= 1,
             f"train.patience={train.patience} must be ≥ 1 (or null for no early stopping)",
         ),

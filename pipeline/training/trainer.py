@@ -66,7 +66,7 @@ def train_model(
     config: Config,
     train_data: dict[str, np.ndarray],
     dev_data: dict[str, np.ndarray],
-    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_epoch: Callable[[EpochRecord], bool | None] | None = None,
     keeper: Checkpoints | None = None,
 ) -> tuple[MLP, FitResult]:
     """Build the network, optimizer and schedule `config` describes (already checked) and train
@@ -101,7 +101,7 @@ def train_model(
             input_dropout=config.train.input_dropout, max_norm=config.train.max_norm,
             distortion=Distortion(**asdict(config.train.distortion)),
             max_shift=config.train.max_shift, patience=config.train.patience, on_epoch=on_epoch,
-            result=so_far, on_checkpoint=on_checkpoint,
+            result=so_far, on_checkpoint=on_checkpoint, stop_after=config.train.stop_after,
         )  # fmt: skip
     except TrainingDiverged as error:
         raise TrainingFailed(
@@ -167,7 +167,7 @@ def run_training(
     dev_data: dict[str, np.ndarray],
     outputs: TrainOutputs,
     progress: bool = True,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_epoch: Callable[[EpochRecord], bool | None] | None = None,
     keeper: Checkpoints | None = None,
 ) -> dict:
     """Train on the arrays of a checked `config` and write model, metrics and history; return
@@ -185,12 +185,12 @@ def run_training(
         total=config.train.epochs, initial=done, desc="train", unit="epoch", disable=not progress
     ) as bar:
 
-        def after_epoch(record: EpochRecord) -> None:
-            if on_epoch is not None:
-                on_epoch(record)
+        def after_epoch(record: EpochRecord) -> bool:
+            stop = bool(on_epoch(record)) if on_epoch is not None else False
             dev = {dev_label: f"{record.dev_accuracy:.4f}"}
             bar.set_postfix(loss=f"{record.train_loss:.4f}", **dev)
             bar.update(1)
+            return stop
 
         started = time.perf_counter()
         with phase("epochs"):
@@ -203,4 +203,5 @@ def run_training(
     save_arrays(outputs.model, **model_to_arrays(model))
     write_json(outputs.metrics, metrics)
     write_text(outputs.history, history_csv(result))
-    return {**metrics, "train_seconds": round(seconds_before + seconds, 3)}
+    halted_at = len(result.history) if result.halted else None  # the epoch on_epoch stopped at
+    return {**metrics, "train_seconds": round(seconds_before + seconds, 3), "halted_at": halted_at}

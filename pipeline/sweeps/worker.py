@@ -1,0 +1,191 @@
+"""A sweep's worker process: ask the study for a trial, run it as a Hydra job, tell the study
+how it ended, and ask again at once; no worker waits for another.
+
+Forked by the sweeper (study.py) once the data, modules and store are loaded, each worker
+joins the study under the study's lock (its join number seeds its sampler, so that workers
+propose different trials), then loops:
+
+    ask       under the lock: fail the trials whose heartbeat went silent (lost workers: queued
+              again), stop if the study has ended or holds n_trials, else ask (a queued retry
+              comes first)
+    run       the trial's job through Hydra's own run_job, its config naming the trial
+              (`hydra.sweeper.trial`), heartbeats recorded meanwhile
+    tell      COMPLETE with the job's objective (a pruned job told its trial PRUNED itself),
+              FAIL for a diverged training (an outcome: the study goes on) or, for any other
+              error (every trial would hit it: a bad config, missing data), FAIL and the
+              study ended FAILED
+
+Ctrl-C or SIGTERM fails the running trial (in a study with its own storage, queued again for
+another worker) and ends the worker with 130; a worker whose sweeper is gone does the same.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from hydra.core.utils import run_job
+from hydra.utils import instantiate
+from omegaconf import OmegaConf, open_dict
+from optuna.trial import TrialState
+
+from pipeline.plumbing.errors import PipelineError, interrupt_on_sigterm
+from pipeline.sweeps.space import SearchSpace
+from pipeline.sweeps.study_storage import database_lock, heartbeats
+from pipeline.sweeps.trial import frozen_trial, trial_id
+from pipeline.training.trainer import TrainingFailed
+
+ENDED_ATTR, WORKERS_ATTR = "ended", "workers_joined"  # the study's user attributes:
+SHARED_ATTR = "shared"  # how it ended, how many workers joined, whether it has its own storage
+ERROR_ATTR, WORKER_ATTR = "error", "worker"  # a trial's: why it failed, who ran it
+INTERRUPTED, STUDY_FAILED = 130, 3  # a worker's exit codes besides 0 and 1
+
+
+class StudyFailed(PipelineError):
+    """A trial failed in a way every trial would: the study has ended FAILED."""
+
+
+@dataclass
+class Sweep:
+    """What every worker of one sweeper shares: its study, search and Hydra's job context."""
+
+    storage: optuna.storages.RDBStorage
+    study_name: str
+    n_trials: int
+    space: SearchSpace
+    sampler: Any  # hydra.sweeper.sampler, built per worker with its own seed
+    pruner: Any  # hydra.sweeper.pruner
+    heartbeat_interval: int
+    hydra_context: Any
+    task_function: Any
+    config: Any
+    sweeper_pid: int
+
+
+def work(sweep: Sweep) -> None:
+    """A forked worker's whole life; ends the process with its exit code."""
+    code = 0
+    try:
+        watch_sweeper(sweep.sweeper_pid)
+        interrupt_on_sigterm()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if "pipeline.tracking.store" in sys.modules:  # the store's connections are the sweeper's
+            from pipeline.tracking.store import forget_connections
+
+            forget_connections()
+        study = join(sweep)
+        while (trial := next_trial(sweep, study)) is not None:
+            run_trial(sweep, study, trial)
+    except KeyboardInterrupt:
+        code = INTERRUPTED
+    except StudyFailed:
+        code = STUDY_FAILED
+    except Exception as error:  # the database gone: the sweeper says so with the exit code
+        print(f"sweep: worker {os.getpid()}: {type(error).__name__}: {error}", file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def join(sweep: Sweep) -> optuna.Study:
+    with database_lock(sweep.storage.engine, f"study {sweep.study_name}"):
+        study = optuna.load_study(study_name=sweep.study_name, storage=sweep.storage)
+        number = study.user_attrs.get(WORKERS_ATTR, 0)
+        study.set_user_attr(WORKERS_ATTR, number + 1)
+    settings = OmegaConf.to_container(sweep.sampler, resolve=True)
+    if settings.get("seed") is not None:
+        settings["seed"] += number  # each worker proposes its own trials
+    if settings["_target_"] == "optuna.samplers.GridSampler":
+        settings["search_space"] = sweep.space.grid
+    return optuna.load_study(
+        study_name=sweep.study_name, storage=sweep.storage, sampler=instantiate(settings),
+        pruner=instantiate(sweep.pruner),
+    )  # fmt: skip
+
+
+def next_trial(sweep: Sweep, study: optuna.Study) -> optuna.Trial | None:
+    """The trial this worker runs next, or None once the study needs no more; waits while the
+    last trials run elsewhere, in case one is lost and queued again."""
+    while True:
+        with database_lock(sweep.storage.engine, f"study {sweep.study_name}"):
+            optuna.storages.fail_stale_trials(study)
+            if study.user_attrs.get(ENDED_ATTR):
+                return None
+            trials = study.get_trials(deepcopy=False)
+            ended = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+            ended += sum(t.state == TrialState.FAIL and ERROR_ATTR in t.user_attrs for t in trials)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            if ended + running < sweep.n_trials:
+                trial = study.ask(sweep.space.distributions)  # a queued retry comes first
+                trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+                return trial
+        if running == 0:
+            return None
+        time.sleep(min(sweep.heartbeat_interval, 2))
+
+
+def run_trial(sweep: Sweep, study: optuna.Study, trial: optuna.Trial) -> None:
+    """Run `trial`'s job and tell the study how it ended."""
+    config = sweep.hydra_context.config_loader.load_sweep_config(
+        sweep.config, sweep.space.overrides(trial.params)
+    )
+    with open_dict(config):
+        config.hydra.job.id = f"{sweep.study_name}_{trial.number}"
+        config.hydra.job.num = trial.number
+        config.hydra.sweeper.trial = trial.number
+    identity = trial_id(frozen_trial(study, trial.number))
+    try:
+        with heartbeats(sweep.storage, [identity], sweep.heartbeat_interval):
+            returned = run_job(
+                hydra_context=sweep.hydra_context, task_function=sweep.task_function,
+                config=config, job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir",
+            )  # fmt: skip
+    except BaseException:  # Ctrl-C, SIGTERM, the sweeper gone: no trial left RUNNING
+        tell(study, trial, TrialState.FAIL)
+        if study.user_attrs.get(SHARED_ATTR):  # another worker runs it again
+            lost = sweep.storage.get_heartbeat_stale_trial_callback()
+            if lost is not None:
+                lost(study, frozen_trial(study, trial.number))
+        raise KeyboardInterrupt from None
+    try:
+        value = float(returned.return_value)  # raises the job's own exception, if any
+    except TrainingFailed as diverged:  # this trial's outcome; the study goes on
+        trial.set_user_attr(ERROR_ATTR, str(diverged)[:1000])
+        tell(study, trial, TrialState.FAIL)
+    except Exception as error:
+        reason = f"trial {trial.number} failed: {error}"
+        trial.set_user_attr(ERROR_ATTR, reason[:1000])
+        tell(study, trial, TrialState.FAIL)
+        study.set_user_attr(ENDED_ATTR, f"FAILED: {reason}")
+        raise StudyFailed(reason) from None
+    else:  # unless the job told it PRUNED itself (trial.py)
+        if frozen_trial(study, trial.number).state == TrialState.RUNNING:
+            tell(study, trial, TrialState.COMPLETE, [value])
+
+
+def tell(study: optuna.Study, trial, state: TrialState, values=None) -> None:
+    try:
+        study.tell(trial, state=state, values=values)
+    except RuntimeError as error:  # the grid sampler's Study.stop, outside study.optimize;
+        if "Study.stop" not in str(error):  # the trial's state is stored before it
+            raise
+
+
+def watch_sweeper(sweeper_pid: int) -> None:
+    """Interrupt this worker, as SIGTERM would, once its sweeper process is gone."""
+
+    def watch() -> None:
+        while os.getppid() == sweeper_pid:
+            time.sleep(1)
+        _thread.interrupt_main(signal.SIGTERM)
+
+    threading.Thread(target=watch, name="sweeper-watch", daemon=True).start()
