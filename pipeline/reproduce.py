@@ -41,6 +41,7 @@ from pipeline.plumbing.files import file_md5, file_sha256
 from pipeline.plumbing.paths import NORMALISED_TEST, RAW_DIR, ROOT, SPLIT_DEV, SPLIT_TRAIN, TRAIN
 from pipeline.tracking.reruns import copy_into, local_store_run, recorded_run
 from pipeline.tracking.store import open_store
+from pipeline.tracking.tags import PRUNED_TAG
 from pipeline.tracking.verdict import compare, likely_causes, table, verdict_line
 
 DATA = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV, "test": NORMALISED_TEST}  # role → project path
@@ -177,6 +178,8 @@ def reproduce(run_id: str, keep: bool = False) -> int:
             f"hydra.run.dir={scratch / 'hydra'}", f"tracking.uri={rerun_store}",
             "tracking.registered_model=null", "tracking.log_model=false",
         ]  # fmt: skip
+        if PRUNED_TAG in original.tags:  # a sweep's pruner stopped it there: stop there again
+            config_args.append(f"train.stop_after={original.tags[PRUNED_TAG]}")
         patch_note = " + its patch" if original.patch else ""
         if original.tags.get("git.dirty") == "true" and not original.patch:
             patch_note = " (its tree had uncommitted changes, but no patch was logged)"

@@ -17,8 +17,10 @@ SIGTERM stops with one line and the previous outputs in place. A tracking store 
 answering costs a warning while training; if it still does not answer at the end, the new
 model is kept in models/unpublished/<run id>/ and the previous outputs stay.
 
-Run by Hydra multirun (`-m`), each job is a sweep job instead (pipeline/sweeps/job.py): it
-writes into its own folder under multirun/, never into the DVC outputs.
+Run by Hydra multirun (`-m`), each job is a trial of the sweep's Optuna study instead
+(pipeline/sweeps/): it writes into its own folder under multirun/, never into the DVC outputs,
+scores its model on the test set too, and reports each epoch's dev accuracy to its trial,
+which the sweep's pruner may stop there.
 
     python -m pipeline.train                               # the default network
     python -m pipeline.train experiment=notes              # the handwritten notes' network
@@ -57,8 +59,8 @@ from pipeline.plumbing.paths import (
 from pipeline.plumbing.phases import phase, start_job, write_phases
 from pipeline.plumbing.publish import shown, staged_outputs
 from pipeline.plumbing.schema import Config
-from pipeline.sweeps.trial import PRUNED_TAG, SweepTrial, job_data
-from pipeline.tracking.tags import run_name
+from pipeline.sweeps.trial import SweepTrial, job_data
+from pipeline.tracking.tags import PRUNED_TAG, run_name
 from pipeline.training.checkpoints import Checkpoints, fingerprint
 from pipeline.training.hyperparameters import check_hyperparameters, run_summary
 from pipeline.training.trainer import load_split, run_training

@@ -14,9 +14,8 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from pipeline.plumbing.errors import without_password
+from pipeline.sweeps.trial import PARENT_ATTR
 from pipeline.tracking.tags import STUDY_TAG, TRIAL_TAG
-
-PARENT_ATTR = "mlflow_parent_run_id"  # the study's user attribute: its MLflow parent run
 
 
 class LostTrial:

@@ -11,7 +11,7 @@ and its MLflow parent run, reads the data once, and forks its workers. Each asks
 trial as soon as it is free, so no worker waits for a batch. When they are done the sweeper
 ends the study and its parent run (parent.py): best child, counts, figures.
 
-A study given its own storage is shared: every worker started with the same storage and name
+A shared study (`hydra.sweeper.shared`, given a storage): every worker with that storage and name
 joins it (a different search is refused), a lost worker's trial is queued again (its heartbeat
 goes silent; lost_trials.py), and the sweeper that sees the last trial end ends the study. A
 sweep stopped by Ctrl-C or SIGTERM, or whose worker dies, stops its workers and leaves no trial
@@ -70,7 +70,14 @@ class Study:
         self.sweeper, self.config = sweeper, sweeper.config
         self.settings = sweeper.settings
         self.tracking = tracking_of(self.config).enabled
-        self.shared = self.settings["storage"] is not None
+        self.shared = bool(self.settings["shared"])
+        if self.shared and not self.settings["storage"]:
+            raise PipelineError(
+                "a shared study needs its database: set PIPELINE_OPTUNA_STORAGE to a URL such as "
+                "postgresql+psycopg2://USER:PASSWORD@HOST:PORT/optuna (`python -m pipeline.server "
+                "optuna-url` prints the local server's), or, on one machine, "
+                "hydra.sweeper.storage=sqlite:///optuna.db"
+            )
         self.sweep_dir = Path(str(self.config.hydra.sweep.dir))
         params = self.settings["params"] or {}
         self.space = SearchSpace.parse(
@@ -109,6 +116,9 @@ class Study:
         )
         name = str(s["study_name"])
         if self.tracking:
+            # No pooled database connection outlives its use, so none is inherited by the
+            # forked workers (SQLAlchemy's rule: a connection is never shared across a fork).
+            os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
             from pipeline.tracking.store import open_store
             from pipeline.tracking.training_runs import mark_stale_runs
 
@@ -135,7 +145,7 @@ class Study:
         )  # fmt: skip
         try:
             self.start_workers(shared)
-            self.wait()
+            self.wait(study)
         except KeyboardInterrupt as interrupt:
             self.end(study, "KILLED", f"interrupted ({interrupt or 'Ctrl-C'})", 130)
         except PipelineError as error:
@@ -209,7 +219,7 @@ class Study:
             process.start()
             self.workers.append(process)
 
-    def wait(self) -> None:
+    def wait(self, study: optuna.Study) -> None:
         """Until every worker has ended; a `PipelineError` if one failed."""
         from multiprocessing.connection import wait
 
@@ -217,8 +227,9 @@ class Study:
             wait([w.sentinel for w in alive])
             for process in self.workers:
                 process.join(0)
-                if process.exitcode == worker.STUDY_FAILED:
-                    raise PipelineError("a trial failed in a way every trial would (see above)")
+                if process.exitcode == worker.STUDY_FAILED:  # the worker ended the study
+                    ended = study.user_attrs.get(worker.ENDED_ATTR, "")
+                    raise PipelineError(ended.removeprefix("FAILED: ") or "a trial failed")
                 if process.exitcode not in (None, 0):
                     raise PipelineError(
                         f"a worker process died (exit {exit_name(process.exitcode)})"
@@ -273,7 +284,11 @@ class Study:
                 say(f"study {study.study_name} has ended {study.user_attrs[worker.ENDED_ATTR]}")
                 return
             study.set_user_attr(worker.ENDED_ATTR, "FINISHED")
-        names = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
+        names = {
+            TrialState.COMPLETE: "complete",
+            TrialState.PRUNED: "pruned",
+            TrialState.FAIL: "failed",
+        }
         counts = {names[s]: n for s, n in _states(study).items()}
         say(
             f"study {study.study_name} ended FINISHED: "

@@ -27,13 +27,6 @@ def quiet_optuna() -> None:
 def open_storage(
     url: Any, heartbeat_interval: int, grace_period: int, on_lost: Callable
 ) -> optuna.storages.RDBStorage:
-    if not url:
-        raise PipelineError(
-            "sweep=optuna_shared needs the study's database: set PIPELINE_OPTUNA_STORAGE to a URL "
-            "such as postgresql+psycopg2://USER:PASSWORD@HOST:PORT/optuna (`python -m "
-            "pipeline.server optuna-url` prints the local server's), or, on one machine, "
-            "hydra.sweeper.storage=sqlite:///optuna.db"
-        )
     url = str(url)
     shown = without_password(url)
     if url.split(":", 1)[0].split("+")[0] not in ("postgresql", "sqlite"):

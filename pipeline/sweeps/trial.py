@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import optuna
 
 PARENT_ATTR = "mlflow_parent_run_id"  # the study's user attribute: its MLflow parent run
-PRUNED_TAG = "pruned"  # on a pruned trial's run: the epoch it stopped after
 
 
 def storage_url(sweeper: DictConfig, sweep_dir: str | Path) -> str:

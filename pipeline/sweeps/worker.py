@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 from pipeline.plumbing.errors import PipelineError, interrupt_on_sigterm
 from pipeline.sweeps.space import SearchSpace
 from pipeline.sweeps.study_storage import database_lock, heartbeats
-from pipeline.sweeps.trial import frozen_trial, trial_id
+from pipeline.sweeps.trial import PARENT_ATTR, frozen_trial, trial_id
 from pipeline.training.trainer import TrainingFailed
 
 ENDED_ATTR, WORKERS_ATTR = "ended", "workers_joined"  # the study's user attributes:
@@ -77,15 +77,13 @@ def work(sweep: Sweep) -> None:
         watch_sweeper(sweep.sweeper_pid)
         interrupt_on_sigterm()
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        if "pipeline.tracking.store" in sys.modules:  # the store's connections are the sweeper's
-            from pipeline.tracking.store import forget_connections
-
-            forget_connections()
         study = join(sweep)
         while (trial := next_trial(sweep, study)) is not None:
             run_trial(sweep, study, trial)
     except KeyboardInterrupt:
         code = INTERRUPTED
+        if os.getppid() != sweep.sweeper_pid:  # nobody else is left to end the sweep
+            orphaned(sweep)
     except StudyFailed:
         code = STUDY_FAILED
     except Exception as error:  # the database gone: the sweeper says so with the exit code
@@ -96,16 +94,31 @@ def work(sweep: Sweep) -> None:
     os._exit(code)
 
 
+def orphaned(sweep: Sweep) -> None:
+    """End the study and its parent run KILLED, its sweeper gone (a shared one goes on)."""
+    study = optuna.load_study(study_name=sweep.study_name, storage=sweep.storage)
+    if study.user_attrs.get(SHARED_ATTR):
+        return
+    reason = "the sweeper process ended"
+    if not study.user_attrs.get(ENDED_ATTR):
+        study.set_user_attr(ENDED_ATTR, f"KILLED: {reason}")
+    if study.user_attrs.get(PARENT_ATTR):
+        from pipeline.sweeps.parent import end_unfinished
+
+        end_unfinished(study.user_attrs[PARENT_ATTR], "KILLED", reason)
+
+
 def join(sweep: Sweep) -> optuna.Study:
     with database_lock(sweep.storage.engine, f"study {sweep.study_name}"):
         study = optuna.load_study(study_name=sweep.study_name, storage=sweep.storage)
         number = study.user_attrs.get(WORKERS_ATTR, 0)
         study.set_user_attr(WORKERS_ATTR, number + 1)
     settings = OmegaConf.to_container(sweep.sampler, resolve=True)
-    if settings.get("seed") is not None:
-        settings["seed"] += number  # each worker proposes its own trials
     if settings["_target_"] == "optuna.samplers.GridSampler":
+        # One order for all: the grid's points are numbered by it, and each is run once.
         settings["search_space"] = sweep.space.grid
+    elif settings.get("seed") is not None:
+        settings["seed"] += number  # each worker proposes its own trials
     return optuna.load_study(
         study_name=sweep.study_name, storage=sweep.storage, sampler=instantiate(settings),
         pruner=instantiate(sweep.pruner),

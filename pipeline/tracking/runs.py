@@ -25,7 +25,7 @@ from mlflow.entities import Metric, Param, RunTag
 from pipeline.plumbing.errors import OUTPUTS_REPLACED, interrupts_deferred
 from pipeline.plumbing.phases import phase
 from pipeline.tracking.store import StoreError, store_calls
-from pipeline.tracking.tags import SHARED_TRIAL_ENV, TRIAL_TAG
+from pipeline.tracking.tags import TRIAL_TAG
 
 PARAM_VALUE_LIMIT = 6000  # MLflow's maximum length of a param value
 DUPLICATE_KEY = re.compile(r"UniqueViolation|duplicate key value|UNIQUE constraint failed")
@@ -215,8 +215,6 @@ def log_inputs(client, run_id: str, inputs: list) -> None:
 def failure_status(error: BaseException) -> tuple[str, str]:
     """The final status a run gets for `error`, and the message for its `error` tag."""
     if isinstance(error, KeyboardInterrupt):
-        if os.environ.get(SHARED_TRIAL_ENV):  # as its Optuna trial, which the study runs again
-            return "FAILED", f"interrupted ({error or 'Ctrl-C'}); the shared study retries it"
         return "KILLED", f"interrupted ({error or 'Ctrl-C'})"
     return "FAILED", f"{type(error).__name__}: {error}"
 

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,20 +164,6 @@ def reach_or_create(uri: str, experiment: str) -> str:
             f"cannot use the MLflow store {uri} ({error}): fix tracking.uri or "
             "MLFLOW_TRACKING_URI, or turn tracking off with tracking.enabled=false"
         ) from None
-
-
-def forget_connections() -> None:
-    """In a process forked from one that used the store (sweeps/warm.py): drop the database
-    connections and HTTP sessions it inherited without closing them (they are the parent's),
-    so that this process opens its own (SQLAlchemy's advice for forked processes)."""
-    for module in ("mlflow.store.tracking.sqlalchemy_store",
-                   "mlflow.store.model_registry.sqlalchemy_store"):  # fmt: skip
-        if module in sys.modules:
-            for engine in list(sys.modules[module].SqlAlchemyStore._engine_map.values()):
-                engine.dispose(close=False)
-    from mlflow.utils import request_utils
-
-    request_utils._cached_get_request_session.cache_clear()
 
 
 def reach_store(uri: str, experiment_name: str) -> str:

@@ -33,9 +33,8 @@ from pipeline.plumbing.compute import in_force
 from pipeline.plumbing.files import file_sha256
 from pipeline.plumbing.paths import ROOT
 
-SHARED_TRIAL_ENV = "PIPELINE_SHARED_TRIAL"  # a job's trial number in a shared study
-RETRIED_TRIAL_ENV = "PIPELINE_RETRIED_TRIAL"  # and the lost trial it runs again, if it does
-RETRIED_TAG = "optuna.retried_trial"  # the tag that names that lost trial
+RETRIED_TAG = "optuna.retried_trial"  # a sweep trial's run: the lost trial it runs again
+PRUNED_TAG = "pruned"  # a pruned trial's run: the epoch its training stopped after
 TRIAL_TAG, STUDY_TAG, WORKER_TAG = "optuna.trial", "optuna.study", "optuna.worker"  # its run's
 KIND_TAG = "pipeline.kind"  # pipeline (dvc repro / dvc exp run) | sweep | sweep-job | direct
 PATCH_ARTIFACT = "code/uncommitted.patch"

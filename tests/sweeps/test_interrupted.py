@@ -1,7 +1,7 @@
-"""Sweeps that do not finish: Ctrl-C, SIGTERM to the launcher, a killed worker, a killed
-launcher. Real sweeps (joblib's workers, and the warm launcher's forked ones) in their own
-session; afterwards no run of the sweep is RUNNING
-and no process of the session is left (found by session id, never by name)."""
+"""Sweeps that do not finish: Ctrl-C, SIGTERM to the sweeper, a killed worker, a killed
+sweeper. Real sweeps (the sweeper and its two forked workers) in their own session;
+afterwards no trial of the study and no run of the sweep is RUNNING, and no process of the
+session is left (found by session id, never by name)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import mlflow
+import optuna
 import psutil
 import pytest
+from optuna.trial import TrialState
 
 from tests.conftest import project_with_data, tool_env
 
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 # Two jobs in two workers, long enough to be stopped mid-training.
 LONG_SWEEP = [
-    "hydra.launcher.n_jobs=2", "optimizer=nesterov,adam",
+    "hydra.sweeper.n_jobs=2", "optimizer=nesterov,adam",
     "model.hidden=[16]", "train.epochs=100000", "train.max_shift=0",
 ]  # fmt: skip
 
@@ -44,12 +46,12 @@ def session_processes(session: int) -> list[psutil.Process]:
 
 
 class Sweep:
-    """A sweep started in a new session (its launcher's PID is the session id)."""
+    """A sweep started in a new session (its sweeper's PID is the session id)."""
 
-    def __init__(self, project: Path, sweep_dir: Path, uri: str, launcher: str):
-        args = [sys.executable, "-m", "pipeline.train", "-m", f"hydra/launcher={launcher}"]
-        args += LONG_SWEEP
-        # stderr goes to a file, not a pipe: the launcher's exit is what the test waits for,
+    def __init__(self, project: Path, sweep_dir: Path, uri: str):
+        args = [sys.executable, "-m", "pipeline.train", "-m", *LONG_SWEEP]
+        self.sweep_dir = sweep_dir
+        # stderr goes to a file, not a pipe: the sweeper's exit is what the test waits for,
         # and anything it left behind is found by session below, not by a pipe held open.
         self.stderr = sweep_dir.parent / "sweep.stderr"
         with open(self.stderr, "w") as stderr:
@@ -80,13 +82,13 @@ class Sweep:
         raise AssertionError("the sweep's jobs did not start training")
 
     def finish(self, timeout: float = 60) -> tuple[int, str]:
-        """The launcher's exit status and stderr, once it and every process of its session
+        """The sweeper's exit status and stderr, once it and every process of its session
         have ended; any left behind fails the test (and is killed, by PID)."""
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             alive = [" ".join(p.cmdline()) for p in session_processes(self.process.pid)]
-            raise AssertionError(f"the launcher did not end; alive: {alive}") from None
+            raise AssertionError(f"the sweeper did not end; alive: {alive}") from None
         stderr = self.stderr.read_text()
         deadline = time.monotonic() + 20
         while session_processes(self.process.pid) and time.monotonic() < deadline:
@@ -102,9 +104,9 @@ class Sweep:
             process.kill()
 
 
-@pytest.fixture(params=["joblib", "warm"])
-def sweep(request, project, tmp_path, mlflow_store):
-    started = Sweep(project, tmp_path / "sweep", mlflow_store, request.param)
+@pytest.fixture
+def sweep(project, tmp_path, mlflow_store):
+    started = Sweep(project, tmp_path / "sweep", mlflow_store)
     yield started
     started.kill()
 
@@ -114,6 +116,9 @@ def statuses(sweep: Sweep) -> tuple[str, list[str]]:
     (parent,) = [r for r in runs if r.data.tags.get("pipeline.kind") == "sweep"]
     children = [r for r in runs if r.data.tags.get("pipeline.kind") == "sweep-job"]
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    storage = f"sqlite:///{sweep.sweep_dir / 'optuna.db'}"
+    trials = optuna.load_study(study_name="sweep", storage=storage).trials
+    assert len(trials) == 2 and {t.state for t in trials} == {TrialState.FAIL}  # none RUNNING
     return parent.info.status, sorted(c.info.status for c in children)
 
 
@@ -131,7 +136,7 @@ def test_ctrl_c_ends_the_sweep_killed_with_no_process_left(sweep):
     assert statuses(sweep) == ("KILLED", ["KILLED", "KILLED"])
 
 
-def test_sigterm_to_the_launcher_ends_the_sweep_killed(sweep):
+def test_sigterm_to_the_sweeper_ends_the_sweep_killed(sweep):
     workers = sweep.wait_for_training()
     sweep.process.send_signal(signal.SIGTERM)
     status, stderr = sweep.finish()
@@ -151,12 +156,13 @@ def test_a_killed_worker_ends_the_sweep_failed_in_one_line(sweep):
         "sweep: ended FAILED (a worker process died (exit SIGKILL(-9)))"
     )
     assert "Traceback" not in stderr
-    assert statuses(sweep) == ("FAILED", ["FAILED", "FAILED"])
+    # The dead worker's run FAILED with the sweep; the other, stopped, KILLED.
+    assert statuses(sweep) == ("FAILED", ["FAILED", "KILLED"])
 
 
-def test_workers_of_a_killed_launcher_end_their_runs_and_exit(sweep):
+def test_workers_of_a_killed_sweeper_end_their_runs_and_exit(sweep):
     workers = sweep.wait_for_training()
-    sweep.process.kill()  # SIGKILL: the launcher can do nothing, its workers must notice
+    sweep.process.kill()  # SIGKILL: the sweeper can do nothing, its workers must notice
     status, _ = sweep.finish()
     assert status == -signal.SIGKILL
     assert not any(psutil.pid_exists(pid) for pid in workers)

@@ -1,4 +1,4 @@
-"""A shared Optuna study (sweep=optuna_shared, pipeline/sweeps/shared.py) on one machine, with
+"""A shared Optuna study (sweep=optuna_shared, pipeline/sweeps/study.py) on one machine, with
 the study in an SQLite file: the routes that need no server. The study across real workers and
 PostgreSQL is tested in tests/server/test_shared_sweeps.py."""
 
@@ -32,9 +32,7 @@ def worker(project: Path, storage: str | None, *overrides: str, check: bool = Tr
 def test_without_a_database_the_sweep_says_what_to_set(project, mlflow_store):
     done = worker(project, None, check=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert (
-        "sweep=optuna_shared needs the study's database: set PIPELINE_OPTUNA_STORAGE" in done.stderr
-    )
+    assert "a shared study needs its database: set PIPELINE_OPTUNA_STORAGE" in done.stderr
     parents, children = runs_by_kind(mlflow_store)
     assert parents == [] and children == []  # nothing started
 
@@ -44,7 +42,7 @@ def test_a_study_runs_its_trials_once_and_a_late_worker_finds_it_ended(
 ):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     first = worker(project, storage, "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=once")
-    assert "study once ended FINISHED" in first.stdout
+    assert "study once ended FINISHED" in first.stderr
     study = optuna.load_study(study_name="once", storage=storage)
     assert [trial.state for trial in study.trials] == [TrialState.COMPLETE] * 2
     (parent,), children = runs_by_kind(mlflow_store)
@@ -52,7 +50,7 @@ def test_a_study_runs_its_trials_once_and_a_late_worker_finds_it_ended(
     assert sorted(child.data.tags["optuna.trial"] for child in children) == ["0", "1"]
     assert (project / "multirun" / "once" / "trial-1" / "models" / "model.npz").is_file()
     late = worker(project, storage, "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=once")
-    assert "study once has ended FINISHED" in late.stdout
+    assert "study once has ended FINISHED" in late.stderr
     assert len(optuna.load_study(study_name="once", storage=storage).trials) == 2
     (same_parent,), same_children = runs_by_kind(mlflow_store)
     assert same_parent.info.run_id == parent.info.run_id and len(same_children) == 2
@@ -66,13 +64,13 @@ def test_a_failing_job_ends_the_study_and_its_parent_failed(project, tmp_path, m
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "train.epochs=0 must be ≥ 1" in done.stderr  # the job's own line
-    assert "study diverges ended FAILED: 1 of its trials failed" in done.stderr
+    assert "sweep: ended FAILED (trial 0 failed: train.epochs=0 must be ≥ 1" in done.stderr
     (trial,) = optuna.load_study(study_name="diverges", storage=storage).trials
     assert trial.state == TrialState.FAIL and "error" in trial.user_attrs
     (parent,), children = runs_by_kind(mlflow_store)
     assert children == []  # the job refused its config before it started a run
     assert parent.info.status == "FAILED"
-    assert "1 of its trials failed" in parent.data.tags["error"]
+    assert "train.epochs=0 must be ≥ 1" in parent.data.tags["error"]
 
 
 def test_two_workers_run_each_point_of_a_grid_once(project, tmp_path, mlflow_store):

@@ -1,6 +1,5 @@
-"""Hydra multirun sweeps as MLflow parent and child runs, with the basic, joblib and warm
-launchers and the Optuna sweeper, run for real (`python -m pipeline.train -m`) in a project
-copy."""
+"""Hydra multirun sweeps as Optuna studies and MLflow parent and child runs, run for real
+(`python -m pipeline.train -m`) in a project copy: grids, one worker or two, TPE."""
 
 from __future__ import annotations
 
@@ -8,7 +7,10 @@ import hashlib
 import sys
 from pathlib import Path
 
+import mlflow
+import optuna
 import pytest
+from optuna.trial import TrialState
 
 from tests.conftest import QUICK, project_with_data, run
 
@@ -30,6 +32,8 @@ def runs_by_kind(uri: str):
 
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name("mnist-from-scratch")
+    if experiment is None:  # nothing was logged
+        return [], []
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     parents = [r for r in runs if r.data.tags.get("pipeline.kind") == "sweep"]
     children = [r for r in runs if r.data.tags.get("pipeline.kind") == "sweep-job"]
@@ -84,71 +88,63 @@ def test_a_two_job_sweep_is_one_parent_with_two_children(project, tmp_path, mlfl
     assert [p.name for p in (project / "reports").iterdir()] == ["mlflow_run.json"]  # untouched
 
 
-def test_joblib_launcher_on_a_fresh_store_loses_no_run(project, tmp_path, monkeypatch):
-    # No store exists yet: it is created once, before the two worker processes start.
+def weights_md5(sweep_dir: Path) -> set[str]:
+    return {hashlib.md5(p.read_bytes()).hexdigest() for p in sweep_dir.glob("*/models/model.npz")}
+
+
+def test_two_workers_on_a_fresh_store_lose_no_run_and_train_the_same_bits(
+    project, tmp_path, monkeypatch
+):
+    # No store exists yet: the sweeper creates it once, before its two workers start.
     uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    sweep(
-        project, tmp_path / "sweep", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-        "optimizer=nesterov,adam", "seed=1,2",
-    )  # fmt: skip
+    grid = ["optimizer=nesterov,adam", "seed=1,2"]
+    result = sweep(project, tmp_path / "two", "hydra.sweeper.n_jobs=2", *grid)
     (parent,), children = runs_by_kind(uri)
     assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
     assert_parent_summarises(parent, children)
+    assert parent.data.metrics["study/complete"] == 4
+    # Each grid point once: the two workers asked the one study for their trials.
+    points = {(c.data.params["optimizer.name"], c.data.params["seed"]) for c in children}
+    assert points == {("sgd", "1"), ("sgd", "2"), ("adam", "1"), ("adam", "2")}
     workers = {c.data.tags["pid"] for c in children}
-    assert 1 <= len(workers) <= 2  # run in joblib's worker processes
-    # The launcher pinned the compute settings before the workers started, and each worker
-    # read them back from its BLAS library (compute=portable_bits: Haswell kernels, 1 thread).
+    assert len(workers) == 2 and parent.data.tags["pid"] not in workers  # forked workers
+    # The sweeper pinned the compute settings before it forked, and each worker read them
+    # back from its BLAS library (compute=portable_bits: Haswell kernels, 1 thread).
     assert {c.data.tags["compute.blas_threads"] for c in children} == {"1"}
     assert {c.data.tags["compute.blas_kernel"] for c in children} == {"Haswell"}
     assert {c.data.tags["compute.numpy_simd"] for c in children} == {"X86_V3"}
-
-
-def weights_md5(sweep_dir: Path) -> dict[str, str]:
-    found = sweep_dir.glob("*/models/model.npz")
-    return {p.parent.parent.name: hashlib.md5(p.read_bytes()).hexdigest() for p in found}
-
-
-def test_warm_launcher_jobs_run_in_forked_workers_bit_for_bit_as_joblib(
-    project, tmp_path, mlflow_store
-):
-    jobs = ["hydra.launcher.n_jobs=2", "optimizer=nesterov,adam", "seed=1,2"]
-    sweep(project, tmp_path / "joblib", "hydra/launcher=joblib", *jobs)
-    result = sweep(project, tmp_path / "warm", "hydra/launcher=warm", *jobs)
-    parents, children = runs_by_kind(mlflow_store)
-    warm = next(p for p in parents if p.data.tags["sweep.dir"] == str(tmp_path / "warm"))
-    assert warm.data.tags["sweep.launcher"].endswith("WarmLauncher")
-    warm_children = [c for c in children if c.data.tags["mlflow.parentRunId"] == warm.info.run_id]
-    assert len(warm_children) == 4 and all(c.info.status == "FINISHED" for c in warm_children)
-    assert_parent_summarises(warm, warm_children)
-    workers = {c.data.tags["pid"] for c in warm_children}
-    assert len(workers) <= 2 and warm.data.tags["pid"] not in workers  # forked, not the launcher
-    assert {c.data.tags["compute.blas_kernel"] for c in warm_children} == {"Haswell"}
-    # The same settings give the same weights, whichever process trained them.
-    assert len(weights_md5(tmp_path / "warm")) == 4
-    assert weights_md5(tmp_path / "warm") == weights_md5(tmp_path / "joblib")
     assert "Traceback" not in result.stderr
+    # The same settings give the same weights, whichever worker (or how many) trained them.
+    sweep(project, tmp_path / "one", "tracking.enabled=false", *grid)
+    assert len(weights_md5(tmp_path / "two")) == 4
+    assert weights_md5(tmp_path / "two") == weights_md5(tmp_path / "one")
 
 
-def test_a_failing_job_marks_its_run_and_the_parent_failed(project, tmp_path, mlflow_store):
+def test_a_diverging_trial_fails_alone_and_the_study_goes_on(project, tmp_path, mlflow_store):
     result = sweep(
         project, tmp_path / "sweep", "optimizer=gd", "train.batch_size=null",
-        "optimizer.lr=0.1,1e20", check=False,
+        "optimizer.lr=0.1,1e20,0.2",
     )  # fmt: skip
-    assert result.returncode != 0
     assert "train: error: training diverged at epoch" in result.stderr
+    assert "study sweep ended FINISHED: 2 complete, 0 pruned, 1 failed" in result.stderr
     (parent,), children = runs_by_kind(mlflow_store)
     status = {c.data.params["optimizer.lr"]: c.info.status for c in children}
-    assert status == {"0.1": "FINISHED", "1e+20": "FAILED"}
+    assert status == {"0.1": "FINISHED", "1e+20": "FAILED", "0.2": "FINISHED"}
     failed = next(c for c in children if c.info.status == "FAILED")
     assert "diverged" in failed.data.tags["error"]
-    assert parent.info.status == "FAILED" and "a job failed" in parent.data.tags["error"]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["study/failed"] == 1
+    study = optuna.load_study(
+        study_name="sweep", storage=f"sqlite:///{tmp_path / 'sweep' / 'optuna.db'}"
+    )
+    (diverged,) = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert diverged.params["optimizer.lr"] == 1e20 and "diverged" in diverged.user_attrs["error"]
 
 
 def test_optuna_sweeper_runs_trials_as_child_runs(project, tmp_path, mlflow_store):
-    sweep(
+    result = sweep(
         project, tmp_path / "sweep", "sweep=optuna", "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.n_jobs=2",  # both trials at once, on the preset's warm launcher
+        "hydra.sweeper.n_jobs=2",  # both trials at once, in the preset's two workers
         "tracking.sweep_figures=true",  # and each draws and logs the three figures
     )  # fmt: skip
     (parent,), children = runs_by_kind(mlflow_store)
@@ -164,23 +160,42 @@ def test_optuna_sweeper_runs_trials_as_child_runs(project, tmp_path, mlflow_stor
         assert f"optimizer.lr={child.data.params['optimizer.lr']}" in child.info.run_name
         assert "figures" in artifact_names(child, mlflow_store)
     assert (tmp_path / "sweep" / "1" / "reports" / "figures" / "misclassified.png").is_file()
+    # The parent: the study's counts and figures, and a link that opens the runs, not MLflow
+    # 3's GenAI overview.
+    assert parent.data.metrics["study/complete"] == 2 and parent.data.metrics["study/pruned"] == 0
+    figures = mlflow.MlflowClient(mlflow_store).list_artifacts(parent.info.run_id, "figures")
+    assert {Path(f.path).name for f in figures} == {
+        "optimization_history.png", "intermediate_values.png", "param_importances.png"
+    }  # fmt: skip
+    experiment = parent.info.experiment_id
+    assert f"/#/experiments/{experiment}?workflowType=machine_learning" in result.stdout
 
 
 def test_a_sweep_job_refuses_to_train_on_the_dev_set_it_is_selected_on(tmp_path):
     from pipeline.plumbing.config import ConfigError, compose_conf, validate
-    from pipeline.sweeps.job import run_sweep_job
+    from pipeline.sweeps.trial import SweepTrial
+    from pipeline.train import train_in_project
 
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    trial = SweepTrial(study.ask(), study, tmp_path / "job", None)
     config = validate(compose_conf([*QUICK, "train.include_dev=true"]))
     with pytest.raises(ConfigError, match=r"trains on the dev set this sweep selects on"):
-        run_sweep_job(config, "", tmp_path / "job", None)
+        train_in_project(config, "", tmp_path / "job", None, trial)
     assert not (tmp_path / "job").exists()  # refused before any work
 
 
 def test_a_job_rejected_before_training_still_fails_the_parent(project, tmp_path, mlflow_store):
+    # An error every trial would hit (here a config the job refuses) ends the study at once.
     result = sweep(project, tmp_path / "sweep", "optimizer.lr=0.001,0", check=False)
-    assert result.returncode != 0
+    assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "train: error: optimizer.lr=0.0 must be > 0" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("sweep: ended FAILED (")
     (parent,), children = runs_by_kind(mlflow_store)
-    assert [c.data.params["optimizer.lr"] for c in children] == ["0.001"]  # no run for lr=0
+    assert {c.data.params["optimizer.lr"] for c in children} <= {"0.001"}  # no run for lr=0
     assert parent.info.status == "FAILED"
     assert "optimizer.lr=0.0 must be > 0" in parent.data.tags["error"]
+    study = optuna.load_study(
+        study_name="sweep", storage=f"sqlite:///{tmp_path / 'sweep' / 'optuna.db'}"
+    )
+    assert study.user_attrs["ended"].startswith("FAILED")
+    assert TrialState.RUNNING not in {t.state for t in study.trials}
