@@ -24,6 +24,12 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def engine_settings(url: str) -> dict | None:
+    """SQLite: workers wait for each other's writes (the default 5 s is short when both end a
+    trial at once under load)."""
+    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+
+
 def open_storage(
     url: Any, heartbeat_interval: int, grace_period: int, on_lost: Callable
 ) -> optuna.storages.RDBStorage:
@@ -38,6 +44,7 @@ def open_storage(
         with database_lock(engine, "tables"):  # workers starting at once would all create them
             storage = optuna.storages.RDBStorage(
                 url,
+                engine_kwargs=engine_settings(url),
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=on_lost,

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.nn import EpochRecord
 from pipeline.plumbing.datasets import load_dataset
+from pipeline.plumbing.errors import interrupts_deferred
 from pipeline.plumbing.paths import NORMALISED_TEST, SPLIT_DEV, SPLIT_TRAIN
 from pipeline.tracking.tags import RETRIED_TAG, STUDY_TAG, TRIAL_TAG, WORKER_TAG
 from pipeline.training.trainer import load_split
@@ -47,7 +48,9 @@ def storage_at(url: str) -> optuna.storages.RDBStorage:
     """One storage object per database and worker process, for all the jobs it runs."""
     import optuna  # here: a training outside a sweep does without its import time
 
-    return optuna.storages.RDBStorage(url)
+    from pipeline.sweeps.study_storage import engine_settings
+
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_settings(url))
 
 
 def frozen_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
@@ -94,15 +97,18 @@ class SweepTrial:
         return cls(trial, study, Path(hydra.runtime.output_dir), retried)
 
     def report(self, record: EpochRecord) -> bool:
-        """Report the epoch's dev accuracy; whether the pruner stops the trial here."""
-        self.trial.report(record.dev_accuracy, record.epoch)
-        return self.trial.should_prune()
+        """Report the epoch's dev accuracy; whether the pruner stops the trial here. Not cut
+        by Ctrl-C: a write to an SQLite study cut midway would keep it locked."""
+        with interrupts_deferred("the epoch was reported to the trial"):
+            self.trial.report(record.dev_accuracy, record.epoch)
+            return self.trial.should_prune()
 
     def prune(self) -> None:
         """Tell the study this trial was pruned (its run and outputs are complete)."""
         import optuna
 
-        self.study.tell(self.trial, state=optuna.trial.TrialState.PRUNED)
+        with interrupts_deferred("the trial was told it was pruned"):
+            self.study.tell(self.trial, state=optuna.trial.TrialState.PRUNED)
 
     def restart_tags(self, resumed_epochs: int) -> dict[str, str]:
         """For a retry that goes on from the lost trial's checkpoint, say so; for one that

@@ -37,7 +37,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 from optuna.trial import TrialState
 
-from pipeline.plumbing.errors import PipelineError, interrupt_on_sigterm
+from pipeline.plumbing.errors import PipelineError, interrupt_on_sigterm, interrupts_deferred
 from pipeline.sweeps.space import SearchSpace
 from pipeline.sweeps.study_storage import database_lock, heartbeats
 from pipeline.sweeps.trial import PARENT_ATTR, frozen_trial, trial_id
@@ -87,7 +87,8 @@ def work(sweep: Sweep) -> None:
     except StudyFailed:
         code = STUDY_FAILED
     except Exception as error:  # the database gone: the sweeper says so with the exit code
-        print(f"sweep: worker {os.getpid()}: {type(error).__name__}: {error}", file=sys.stderr)
+        cause = error.__cause__ or error  # Optuna's storage error says less than its cause
+        print(f"sweep: worker {os.getpid()}: {type(cause).__name__}: {cause}", file=sys.stderr)
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
@@ -129,7 +130,10 @@ def next_trial(sweep: Sweep, study: optuna.Study) -> optuna.Trial | None:
     """The trial this worker runs next, or None once the study needs no more; waits while the
     last trials run elsewhere, in case one is lost and queued again."""
     while True:
-        with database_lock(sweep.storage.engine, f"study {sweep.study_name}"):
+        with (
+            database_lock(sweep.storage.engine, f"study {sweep.study_name}"),
+            interrupts_deferred("the study was asked for a trial"),
+        ):
             optuna.storages.fail_stale_trials(study)
             if study.user_attrs.get(ENDED_ATTR):
                 return None
@@ -187,7 +191,8 @@ def run_trial(sweep: Sweep, study: optuna.Study, trial: optuna.Trial) -> None:
 
 def tell(study: optuna.Study, trial, state: TrialState, values=None) -> None:
     try:
-        study.tell(trial, state=state, values=values)
+        with interrupts_deferred("the study was told how the trial ended"):
+            study.tell(trial, state=state, values=values)
     except RuntimeError as error:  # the grid sampler's Study.stop, outside study.optimize;
         if "Study.stop" not in str(error):  # the trial's state is stored before it
             raise
