@@ -9,7 +9,7 @@
    through the team server (`make server`: PostgreSQL, logins): for each trial, its start-up
    (interpreter and imports, or the launcher's hand-off), data loading, epochs, scoring of dev
    and test, and each kind of logging, from the phases the job records (plumbing/phases.py);
-   the warm launcher's warm-up (once a sweep, before it forks its workers) spread over the
+   the sweeper's warm-up (once a sweep, before it forks its workers) spread over the
    trials, and its own start shown apart.
 3. A pipeline training (`python -m pipeline.train`, the default config) with tracking on and
    with tracking.enabled=false.

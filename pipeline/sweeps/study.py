@@ -37,6 +37,7 @@ from optuna.trial import TrialState
 from pipeline.plumbing.compute import PARALLEL_JOBS_ENV, pin
 from pipeline.plumbing.config import ConfigError
 from pipeline.plumbing.errors import PipelineError, interrupt_on_sigterm, without_password
+from pipeline.plumbing.phases import phase, start_job, write_phases
 from pipeline.sweeps import worker
 from pipeline.sweeps.lost_trials import LostTrial, outage
 from pipeline.sweeps.parent import end_unfinished, finish_parent, say, start_parent, tracking_of
@@ -52,6 +53,7 @@ WORKER_GRACE = 10  # seconds a stopped worker gets to settle its trial, before S
 def sweep(sweeper, arguments: list[str]) -> None:
     """The sweeper plugin's `sweep`: the whole study; one line and exit 1 (130 if stopped)
     when it cannot finish."""
+    start_job()
     interrupt_on_sigterm()
     quiet_optuna()
     try:
@@ -129,13 +131,15 @@ class Study:
             self.parent = self.parent_run(study)
         where = without_password(self.url)
         say(f"study {name} in {where}: {self.n_trials} trials, {s['n_jobs']} worker(s) here")
-        job_data()  # read once, before the fork: the workers share the arrays
-        if self.tracking:  # what every job's run records, found once for all of them
-            from pipeline.tracking.tags import installed_packages
-            from pipeline.tracking.training_runs import code_tags_once
+        with phase("warm-up"):
+            job_data()  # read once, before the fork: the workers share the arrays
+            if self.tracking:  # what every job's run records, found once for all of them
+                from pipeline.tracking.tags import installed_packages
+                from pipeline.tracking.training_runs import code_tags_once
 
-            installed_packages()
-            code_tags_once()
+                installed_packages()
+                code_tags_once()
+        write_phases("sweep-launcher")  # for `make bench`: the sweeper's start and warm-up
         os.environ.setdefault(PARALLEL_JOBS_ENV, str(s["n_jobs"]))  # jobs share the cores
         storage.engine.dispose()  # each worker opens its own connections
         shared = worker.Sweep(

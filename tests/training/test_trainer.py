@@ -65,6 +65,7 @@ def test_stage_writes_model_metrics_and_history(split_data, tmp_path):
     written = json.loads(outputs.metrics.read_text())
     # Seconds are local to a machine: returned (for MLflow), never in the committed file.
     assert metrics.pop("train_seconds") > 0 and "train_seconds" not in written
+    assert metrics.pop("halted_at") is None and "halted_at" not in written  # nothing stopped it
     assert written == metrics
     assert metrics["epochs_run"] == 10 and metrics["best"]["epoch"] in range(1, 11)
     assert metrics["final"]["dev_accuracy"] >= 0.9
@@ -123,3 +124,44 @@ def test_divergence_is_one_line_with_the_fix_and_writes_no_model(split_data, tmp
     with pytest.raises(PipelineError, match=r"diverged at epoch .* lower optimizer\.lr"):
         run_training(config, *split_data, outputs, progress=False)
     assert not outputs.model.exists() and not outputs.metrics.exists()
+
+
+def test_a_training_halted_by_its_callback_is_replayed_bit_for_bit_by_stop_after(
+    split_data, tmp_path
+):
+    """What a sweep's pruner does (on_epoch answers True) and what `reproduce` of the pruned
+    trial does (train.stop_after): the same epochs, learning rates and weights."""
+    config = small(["train.epochs=6", "schedule=cosine"])
+    halted = run_training(
+        config, *split_data, TrainOutputs.under(tmp_path / "halted"), progress=False,
+        on_epoch=lambda record: record.epoch == 3,
+    )  # fmt: skip
+    assert halted["halted_at"] == 3 and halted["epochs_run"] == 3
+    replayed = run_training(
+        small(["train.epochs=6", "schedule=cosine", "train.stop_after=3"]), *split_data,
+        TrainOutputs.under(tmp_path / "replayed"), progress=False,
+    )  # fmt: skip
+    assert replayed["halted_at"] is None and replayed["epochs_run"] == 3
+    for name in ("model.npz", "train_metrics.json", "train_history.csv"):
+        found = list((tmp_path / "halted").rglob(name))
+        assert (
+            found
+            and found[0].read_bytes() == next((tmp_path / "replayed").rglob(name)).read_bytes()
+        )
+    # The schedule was set for 6 epochs, not 3: the third epoch's rate is cosine's at 2/6.
+    full = run_training(config, *split_data, TrainOutputs.under(tmp_path / "full"), progress=False)
+    rates = [
+        line.split(",")[-1]
+        for line in (tmp_path / "full")
+        .rglob("train_history.csv")
+        .__next__()
+        .read_text()
+        .splitlines()[1:4]
+    ]
+    replayed_rates = [
+        line.split(",")[-1]
+        for line in next((tmp_path / "replayed").rglob("train_history.csv"))
+        .read_text()
+        .splitlines()[1:]
+    ]
+    assert replayed_rates == rates and full["epochs_run"] == 6
