@@ -11,7 +11,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.trial import TrialState
 
 from tests.conftest import copy_reproduced, dvc, project_client, run
 
@@ -74,12 +76,32 @@ def test_a_run_from_a_dirty_tree_reproduces_with_its_patch(project):
     assert_identical(project, dirty.info.run_id)
 
 
-def test_a_sweep_child_reproduces_identically(project):
+def test_a_pruned_sweep_trial_is_a_finished_run_that_reproduces_identically(project):
+    """A pruner that must prune (dev accuracy below 1.01 after epoch 2 of 3) stops both trials
+    after epoch 2: PRUNED in Optuna; in MLflow a FINISHED run tagged `pruned`, with its curves
+    to there and its weights; and `reproduce` trains to the same epoch, bit for bit."""
+    sweep_dir = project.parent / "sweep"
     args = [sys.executable, "-m", "pipeline.train", "-m", "optimizer.lr=0.002,0.003",
-            f"hydra.sweep.dir={project.parent / 'sweep'}"]  # fmt: skip
-    run(args, project, unset=("MLFLOW_TRACKING_URI",))
-    children = project_client(project).search_runs(["1"], "tags.`pipeline.kind` = 'sweep-job'")
+            "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
+            "+hydra.sweeper.pruner.lower=1.01", "+hydra.sweeper.pruner.n_warmup_steps=2",
+            f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    result = run(args, project, unset=("MLFLOW_TRACKING_URI",))
+    assert "study sweep ended FINISHED: 0 complete, 2 pruned, 0 failed" in result.stderr
+    study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [TrialState.PRUNED] * 2
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
+    client = project_client(project)
+    children = client.search_runs(["1"], "tags.`pipeline.kind` = 'sweep-job'")
     assert len(children) == 2
+    for child in children:
+        assert child.info.status == "FINISHED" and child.data.tags["pruned"] == "2"
+        curve = client.get_metric_history(child.info.run_id, "dev/accuracy")
+        assert [point.step for point in curve] == [1, 2]
+        assert child.data.tags["model.logged"] == "weights"
+    (parent,) = client.search_runs(["1"], "tags.`pipeline.kind` = 'sweep'")
+    assert parent.data.metrics["study/pruned"] == 2 and parent.data.tags["sweep.pruner"] == (
+        "ThresholdPruner"
+    )
     assert_identical(project, children[0].info.run_id)
 
 

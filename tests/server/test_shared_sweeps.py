@@ -1,4 +1,4 @@
-"""Sweeps over many machines (pipeline/sweeps/shared.py), for real: worker processes, each in its
+"""Sweeps over many machines (pipeline/sweeps/study.py), for real: worker processes, each in its
 own project copy as if on its own machine, join one Optuna study in the server's PostgreSQL and
 log to the server as a user with EDIT. The study runs exactly the trials asked, under one parent
 run; a worker killed mid-trial loses that trial, which ends FAILED and runs again once a worker
