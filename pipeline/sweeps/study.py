@@ -208,8 +208,9 @@ class Study:
             else f"{self.sweep_dir.parent.name} {self.sweep_dir.name}"
         )
         tags = {STUDY_TAG: study.study_name, "sweep.dir": str(self.sweep_dir),
-                "host": socket.gethostname(), "pid": str(os.getpid()),
                 "optuna.storage": without_password(self.url)}  # fmt: skip
+        if not self.shared:  # a shared study's parent is no process's: it outlives them
+            tags.update(host=socket.gethostname(), pid=str(os.getpid()))  # for stale-run marking
         parent = start_parent(
             self.config, " ".join(["sweep", *([preset] if preset else []), label]), tags
         )

@@ -144,6 +144,8 @@ def next_trial(sweep: Sweep, study: optuna.Study) -> optuna.Trial | None:
             if ended + running < sweep.n_trials:
                 trial = study.ask(sweep.space.distributions)  # a queued retry comes first
                 trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+                # Lost from now on if this worker goes silent (a trial never beaten is not).
+                sweep.storage.record_heartbeat(trial_id(frozen_trial(study, trial.number)))
                 return trial
         if running == 0:
             return None

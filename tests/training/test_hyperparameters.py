@@ -62,7 +62,10 @@ def test_the_shipped_presets_pass(preset):
         (["train.max_shift=5"], "train.max_shift=5 must be in [0, 4] pixels"),
         (["train.patience=0"], "train.patience=0 must be ≥ 1"),
         (["train.stop_after=0"], "train.stop_after=0 must be in [1, train.epochs]"),
-        (["train.epochs=3", "train.stop_after=4"], "train.stop_after=4 must be in [1, train.epochs]"),
+        (
+            ["train.epochs=3", "train.stop_after=4"],
+            "train.stop_after=4 must be in [1, train.epochs]",
+        ),
         (
             ["train.include_dev=true", "train.patience=3"],
             "train.patience=3 stops on dev accuracy, which train.include_dev=true scores on "
