@@ -96,7 +96,7 @@ def train_in_project(
     tags = {}
     if trial is not None:
         data["test"] = NORMALISED_TEST  # read by this job too
-        tags = {**trial.tags, **trial.restart_tags(keeper.epoch)}
+        tags = trial.tags(keeper.epoch)
     paths = astuple(TrainOutputs.under(root))
     evaluated = EvaluateOutputs.under(root)
     if trial is not None:  # the figures only if asked: a job spends its time learning

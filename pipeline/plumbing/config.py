@@ -164,8 +164,17 @@ def resume_command() -> str:
     the script with the same arguments."""
     if run_by_dvc():
         return "dvc repro"
-    stage = Path(sys.argv[0]).stem
-    return " ".join(["python -m", f"pipeline.{stage}", *map(shlex.quote, sys.argv[1:])])
+    stage, args = Path(sys.argv[0]).stem, sys.argv[1:]
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized() and not any(a.startswith("hydra.sweep.dir=") for a in args):
+        sweep_dir = HydraConfig.get().sweep.dir  # a sweep goes on in its own folder
+        args = (
+            [*args, f"hydra.sweep.dir={sweep_dir}"]
+            if HydraConfig.get().mode.name == "MULTIRUN"
+            else args
+        )
+    return " ".join(["python -m", f"pipeline.{stage}", *map(shlex.quote, args)])
 
 
 def stage_config(cfg: DictConfig) -> Config:

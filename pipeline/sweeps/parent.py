@@ -1,179 +1,161 @@
-"""A sweep's MLflow parent run: started before its first trial, ended with the study.
+"""A sweep's MLflow parent run, whose children are its trials' runs.
 
-    parent = start_parent(config, name, tags)      # the trials' runs are its children
-    finish_parent(parent, study)                   # best child, the study's counts, its figures
-    end_unfinished(parent, "KILLED", reason)       # a sweep stopped: no run left RUNNING
+    parent_id = start(config, name, tags)          # before the first trial
+    finish(parent_id, study)                       # best child, the study's counts and figures
+    end_unfinished(parent_id, "KILLED", reason)  # a stopped sweep: no run left RUNNING
 
-The parent records the best finished child by the dev accuracy of its saved model (test
-accuracy is reported, never used to choose), how many trials completed, were pruned or failed,
-and three figures drawn by `optuna.visualization.matplotlib`: the optimisation history, every
-trial's dev-accuracy curve (pruned ones marked where they stopped) and the importances.
+The best child is chosen by the dev accuracy of its saved model (test accuracy is reported,
+never used to choose). The figures, drawn by `optuna.visualization.matplotlib`, are the
+optimisation history, every trial's dev-accuracy curve (pruned ones marked where they stopped)
+and the parameters' importances.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.schema import TrackingConfig
+from pipeline.sweeps.trial import Attr
 from pipeline.tracking.runs import Run
 from pipeline.tracking.store import open_store, runs_link
-from pipeline.tracking.tags import KIND_TAG, code_tags, source_tags
+from pipeline.tracking.tags import KIND_TAG, TRIAL_TAG, code_tags, source_tags
 
 SELECTION_METRIC = "model/dev_accuracy"  # dev accuracy of the weights each job saved
 
 
 def tracking_of(config: DictConfig) -> TrackingConfig:
-    merged = OmegaConf.merge(OmegaConf.structured(TrackingConfig), config.tracking)
-    return OmegaConf.to_object(merged)
+    return OmegaConf.to_object(
+        OmegaConf.merge(OmegaConf.structured(TrackingConfig), config.tracking)
+    )
 
 
-def start_parent(config: DictConfig, name: str, tags: dict[str, str]) -> str:
-    """Start the sweep's parent run; return its id."""
-    tracking = tracking_of(config)
-    space = OmegaConf.select(config, "hydra.sweeper.params") or {}
-    tags = {
-        **source_tags(),
-        "mlflow.source.git.commit": code_tags()[0].get("mlflow.source.git.commit", ""),
-        KIND_TAG: "sweep",
-        "sweep.sampler": str(config.hydra.sweeper.sampler._target_).rsplit(".", 1)[-1],
-        "sweep.pruner": str(config.hydra.sweeper.pruner._target_).rsplit(".", 1)[-1],
-        **tags,
-    }
-    params = {
-        "sweep.overrides": " ".join(config.hydra.overrides.task) or "(none)",
-        "sweep.params": " ".join(f"{key}={value}" for key, value in space.items()) or "(none)",
-    }
-    experiment_id = open_store(tracking)
+def start(config: DictConfig, name: str, tags: dict[str, str]) -> str:
+    sweeper, commit = config.hydra.sweeper, code_tags()[0].get("mlflow.source.git.commit", "")
+    tags = {**source_tags(), "mlflow.source.git.commit": commit, KIND_TAG: "sweep",
+            **{f"sweep.{key}": str(sweeper[key]._target_).rsplit(".", 1)[-1]
+               for key in ("sampler", "pruner")}, **tags}  # fmt: skip
+    space = " ".join(f"{key}={value}" for key, value in (sweeper.params or {}).items())
+    params = {"sweep.overrides": " ".join(config.hydra.overrides.task) or "(none)",
+              "sweep.params": space or "(none)"}  # fmt: skip
+    experiment_id = open_store(tracking_of(config))
     run = Run.start(experiment_id, name=name, tags=tags, params=params)
     print(f"sweep: MLflow parent run {run.run_id}: {runs_link(experiment_id)}")
     return run.run_id
 
 
-def best_child(parent_id: str) -> tuple[Any | None, int]:
-    """The finished child with the highest selection metric, and how many children finished."""
+def reopen(parent: str, check_only: bool = False) -> str:
+    """The study's parent run, RUNNING again (unless `check_only`), or one line saying it is
+    not in this store."""
     client = mlflow.MlflowClient()
-    experiment_id = client.get_run(parent_id).info.experiment_id
-    children = client.search_runs(
-        [experiment_id],
-        f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'FINISHED'",
-        order_by=[f"metrics.`{SELECTION_METRIC}` DESC"],
-        max_results=10000,
-    )
-    scored = [run for run in children if SELECTION_METRIC in run.data.metrics]
-    return (scored[0] if scored else None), len(children)
+    try:
+        client.get_run(parent)
+    except Exception:
+        raise PipelineError(
+            f"the study's parent run {parent} is not in {mlflow.get_tracking_uri()}; start every "
+            "worker with the same tracking.uri and tracking.experiment"
+        ) from None
+    if not check_only:
+        client.update_run(parent, status="RUNNING")
+        with contextlib.suppress(Exception):  # no error tag: nothing to take back
+            client.delete_tag(parent, "error")
+    return parent
 
 
-def study_counts(study: optuna.Study) -> dict[str, int]:
+def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials complete, pruned, and failed by their own fault (not those stopped)."""
     trials = study.get_trials(deepcopy=False)
-    states = {
-        "complete": TrialState.COMPLETE,
-        "pruned": TrialState.PRUNED,
-        "failed": TrialState.FAIL,
-    }
-    return {name: sum(t.state == state for t in trials) for name, state in states.items()}
+    return {"complete": sum(t.state == TrialState.COMPLETE for t in trials),
+            "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+            "failed": sum(t.state == TrialState.FAIL and Attr.ERROR in t.user_attrs
+                          for t in trials)}  # fmt: skip
 
 
-def finish_parent(
-    parent: str, study: optuna.Study | None, status: str = "FINISHED", reason: str | None = None
-) -> None:
+def finish(parent: str, study: optuna.Study, status="FINISHED", reason=None) -> None:
     """Record the best finished child, the study's counts and figures on the parent run and
-    end it with `status`, if it is still RUNNING (in a shared study, two workers may both see
-    the last trial end)."""
+    end it with `status`, if it is still RUNNING (two sweepers may see the last trial end)."""
     run = Run(parent)
     if run.client.get_run(parent).info.status != "RUNNING":
         return
-    best, children = best_child(parent)
-    summary = {"sweep/children": children}
-    if study is not None:
-        summary.update({f"study/{name}": count for name, count in study_counts(study).items()})
-        with contextlib.suppress(Exception):  # a figure is a bonus, never the sweep's end
-            log_figures(run, study)
-    if best is not None:
+    children = run.client.search_runs(
+        [run.client.get_run(parent).info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'FINISHED'",
+        order_by=[f"metrics.`{SELECTION_METRIC}` DESC"], max_results=10000,
+    )  # fmt: skip
+    scored = [child for child in children if SELECTION_METRIC in child.data.metrics]
+    summary = {"sweep/children": len(children)}
+    summary.update({f"study/{name}": n for name, n in counts(study).items()})
+    with contextlib.suppress(Exception):  # a figure is a bonus, never the sweep's end
+        figures(run, study)
+    if scored:
+        best = scored[0]
         summary["best/dev_accuracy"] = best.data.metrics[SELECTION_METRIC]
         if "test/accuracy" in best.data.metrics:
             summary["best/test_accuracy"] = best.data.metrics["test/accuracy"]
         run.set_tags({"best_run_id": best.info.run_id, "best_run_name": best.info.run_name})
+        print(f"sweep: best dev accuracy {summary['best/dev_accuracy']:.4f} in run "
+              f"{best.info.run_name} ({best.info.run_id}) of {len(children)}")  # fmt: skip
     run.log_metrics(summary)
     if reason is not None:
         run.set_tags({"error": reason})
     run.end(status)
-    if best is not None:
-        print(
-            f"sweep: best dev accuracy {summary['best/dev_accuracy']:.4f} in run "
-            f"{best.info.run_name} ({best.info.run_id}) of {children}"
-        )
 
 
-def log_figures(run: Run, study: optuna.Study) -> None:
-    """The study's three figures, as PNGs in the parent's `figures/` artifacts."""
+def figures(run: Run, study: optuna.Study) -> None:
+    """The study's figures, as PNGs in the parent's `figures/` artifacts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as plots
 
-    pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-    drawers = {"optimization_history": plots.plot_optimization_history}
-    drawers["intermediate_values"] = plots.plot_intermediate_values
+    drawers = {"optimization_history": plots.plot_optimization_history,
+               "intermediate_values": plots.plot_intermediate_values}  # fmt: skip
     if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:
         drawers["param_importances"] = plots.plot_param_importances
+    pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+    ends = [max(t.intermediate_values.items()) for t in pruned if t.intermediate_values]
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib figures experimental
         files = []
         for name, draw in drawers.items():
             axes = draw(study)
-            if name == "intermediate_values" and pruned:
-                ends = [max(t.intermediate_values.items()) for t in pruned if t.intermediate_values]
-                axes.scatter(*zip(*ends, strict=True), marker="x", color="red", zorder=3,
-                             label="pruned")  # fmt: skip
+            if name == "intermediate_values" and ends:
+                axes.scatter(*zip(*ends, strict=True), marker="x", color="red", label="pruned")
                 axes.legend(loc="lower right", fontsize="small")
-            path = Path(folder) / f"{name}.png"
-            axes.figure.savefig(path, dpi=100, bbox_inches="tight")
+            files.append((Path(folder) / f"{name}.png", "figures"))
+            axes.figure.savefig(files[-1][0], dpi=100, bbox_inches="tight")
             plt.close(axes.figure)
-            files.append((path, "figures"))
         run.log_artifacts_together(files)
 
 
 def end_unfinished(parent: str, status: str, reason: str, only_trials=None) -> str:
-    """End `parent`'s children still RUNNING (those of `only_trials`, if given, and then not
-    the parent) with `status`, the reason in their `error` tag; say what was done."""
+    """End the children still RUNNING (of `only_trials`, if given, and then not the parent)
+    with `status`, the reason in their `error` tag; say what was done."""
     client = mlflow.MlflowClient()
-    experiment_id = client.get_run(parent).info.experiment_id
+    experiment = client.get_run(parent).info.experiment_id
     children = client.search_runs(
-        [experiment_id], f"tags.mlflow.parentRunId = '{parent}'", max_results=10000
+        [experiment], f"tags.mlflow.parentRunId = '{parent}'", max_results=10000
     )
     unfinished = [
-        run for run in children if run.info.status == "RUNNING"
-        and (only_trials is None or run.data.tags.get("optuna.trial") in only_trials)
-    ]  # fmt: skip
-    for run in unfinished:
-        end_if_running(client, run.info.run_id, status, f"the sweep ended before it: {reason}")
-    if only_trials is not None:
-        return f"{len(unfinished)} run(s) of its trials {status}"
-    end_if_running(client, parent, status, reason)
+        run.info.run_id
+        for run in children
+        if run.info.status == "RUNNING"
+        and (only_trials is None or run.data.tags.get(TRIAL_TAG) in only_trials)
+    ]
+    for run_id in unfinished + ([parent] if only_trials is None else []):
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(
+                run_id, "error", reason if run_id == parent else f"the sweep ended: {reason}"
+            )
+            client.set_terminated(run_id, status)
     kept = sum(run.info.status == "FINISHED" for run in children)
-    return (
-        f"parent run {parent} {client.get_run(parent).info.status}, {len(unfinished)} unfinished "
-        f"trial run(s) {status}, {kept} finished trial run(s) kept"
-    )
-
-
-def end_if_running(client, run_id: str, status: str, reason: str) -> None:
-    """End a run still RUNNING with `status`, `reason` in its `error` tag; leave an ended one."""
-    if client.get_run(run_id).info.status == "RUNNING":
-        client.set_tag(run_id, "error", reason)
-        client.set_terminated(run_id, status)
-
-
-def say(line: str) -> None:
-    print(f"sweep: {line}", file=sys.stderr, flush=True)
+    return f"{len(unfinished)} unfinished trial run(s) {status}, {kept} finished kept"

@@ -1,22 +1,21 @@
 """A sweep's worker process: ask the study for a trial, run it as a Hydra job, tell the study
 how it ended, and ask again at once; no worker waits for another.
 
-Forked by the sweeper (study.py) once the data, modules and store are loaded, each worker
-joins the study under the study's lock (its join number seeds its sampler, so that workers
-propose different trials), then loops:
+Forked by the sweeper (study.py) once the data, modules and store are loaded, a worker joins
+the study (its join number seeds its sampler, so that workers propose different trials) and
+loops:
 
-    ask       under the lock: fail the trials whose heartbeat went silent (lost workers: queued
-              again), stop if the study has ended or holds n_trials, else ask (a queued retry
-              comes first)
-    run       the trial's job through Hydra's own run_job, its config naming the trial
-              (`hydra.sweeper.trial`), heartbeats recorded meanwhile
-    tell      COMPLETE with the job's objective (a pruned job told its trial PRUNED itself),
-              FAIL for a diverged training (an outcome: the study goes on) or, for any other
-              error (every trial would hit it: a bad config, missing data), FAIL and the
-              study ended FAILED
+    ask    under the study's lock: fail the trials whose heartbeat went silent (lost workers:
+           queued again), stop if the study has ended or holds n_trials, else ask (a trial
+           queued again comes first)
+    run    the trial's job through Hydra's own run_job, its config naming the trial
+           (`hydra.sweeper.trial`), heartbeats recorded meanwhile
+    tell   COMPLETE with the job's objective (a pruned job told its trial PRUNED itself); FAIL
+           for a diverged training, an outcome, and the study goes on; FAIL for any other
+           error, which every trial would hit (a bad config, missing data): the study ends
 
-Ctrl-C or SIGTERM fails the running trial (in a study with its own storage, queued again for
-another worker) and ends the worker with 130; a worker whose sweeper is gone does the same.
+Ctrl-C or SIGTERM fails the running trial (queued again, in a shared study) and ends the
+worker with 130; a worker whose sweeper is gone does the same and ends the study KILLED.
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import optuna
 from hydra.core.utils import run_job
@@ -38,14 +35,10 @@ from omegaconf import OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from pipeline.plumbing.errors import PipelineError, interrupt_on_sigterm, interrupts_deferred
-from pipeline.sweeps.space import SearchSpace
-from pipeline.sweeps.study_storage import database_lock, heartbeats
-from pipeline.sweeps.trial import PARENT_ATTR, frozen_trial, trial_id
+from pipeline.sweeps.storage import database_lock, heartbeats
+from pipeline.sweeps.trial import Attr, frozen_trial, trial_id
 from pipeline.training.trainer import TrainingFailed
 
-ENDED_ATTR, WORKERS_ATTR = "ended", "workers_joined"  # the study's user attributes:
-SHARED_ATTR = "shared"  # how it ended, how many workers joined, whether it has its own storage
-ERROR_ATTR, WORKER_ATTR = "error", "worker"  # a trial's: why it failed, who ran it
 INTERRUPTED, STUDY_FAILED = 130, 3  # a worker's exit codes besides 0 and 1
 
 
@@ -53,28 +46,11 @@ class StudyFailed(PipelineError):
     """A trial failed in a way every trial would: the study has ended FAILED."""
 
 
-@dataclass
-class Sweep:
-    """What every worker of one sweeper shares: its study, search and Hydra's job context."""
-
-    storage: optuna.storages.RDBStorage
-    study_name: str
-    n_trials: int
-    space: SearchSpace
-    sampler: Any  # hydra.sweeper.sampler, built per worker with its own seed
-    pruner: Any  # hydra.sweeper.pruner
-    heartbeat_interval: int
-    hydra_context: Any
-    task_function: Any
-    config: Any
-    sweeper_pid: int
-
-
-def work(sweep: Sweep) -> None:
-    """A forked worker's whole life; ends the process with its exit code."""
+def work(sweep) -> None:
+    """A forked worker's whole life (`sweep`: the sweeper's study.Study); ends the process."""
     code = 0
     try:
-        watch_sweeper(sweep.sweeper_pid)
+        watch_sweeper(os.getppid())
         interrupt_on_sigterm()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         study = join(sweep)
@@ -82,7 +58,7 @@ def work(sweep: Sweep) -> None:
             run_trial(sweep, study, trial)
     except KeyboardInterrupt:
         code = INTERRUPTED
-        if os.getppid() != sweep.sweeper_pid:  # nobody else is left to end the sweep
+        if os.getppid() != sweep.pid:  # nobody else is left to end the sweep
             orphaned(sweep)
     except StudyFailed:
         code = STUDY_FAILED
@@ -95,96 +71,81 @@ def work(sweep: Sweep) -> None:
     os._exit(code)
 
 
-def orphaned(sweep: Sweep) -> None:
-    """End the study and its parent run KILLED, its sweeper gone (a shared one goes on)."""
-    study = optuna.load_study(study_name=sweep.study_name, storage=sweep.storage)
-    if study.user_attrs.get(SHARED_ATTR):
-        return
-    reason = "the sweeper process ended"
-    if not study.user_attrs.get(ENDED_ATTR):
-        study.set_user_attr(ENDED_ATTR, f"KILLED: {reason}")
-    if study.user_attrs.get(PARENT_ATTR):
-        from pipeline.sweeps.parent import end_unfinished
-
-        end_unfinished(study.user_attrs[PARENT_ATTR], "KILLED", reason)
-
-
-def join(sweep: Sweep) -> optuna.Study:
-    with database_lock(sweep.storage.engine, f"study {sweep.study_name}"):
-        study = optuna.load_study(study_name=sweep.study_name, storage=sweep.storage)
-        number = study.user_attrs.get(WORKERS_ATTR, 0)
-        study.set_user_attr(WORKERS_ATTR, number + 1)
-    settings = OmegaConf.to_container(sweep.sampler, resolve=True)
+def join(sweep) -> optuna.Study:
+    with database_lock(sweep.storage.engine, f"study {sweep.name}"):
+        study = optuna.load_study(study_name=sweep.name, storage=sweep.storage)
+        number = study.user_attrs.get(Attr.WORKERS, 0)
+        study.set_user_attr(Attr.WORKERS, number + 1)
+    settings = OmegaConf.to_container(sweep.settings["sampler"], resolve=True)
     if settings["_target_"] == "optuna.samplers.GridSampler":
         # One order for all: the grid's points are numbered by it, and each is run once.
         settings["search_space"] = sweep.space.grid
     elif settings.get("seed") is not None:
         settings["seed"] += number  # each worker proposes its own trials
     return optuna.load_study(
-        study_name=sweep.study_name, storage=sweep.storage, sampler=instantiate(settings),
-        pruner=instantiate(sweep.pruner),
+        study_name=sweep.name, storage=sweep.storage, sampler=instantiate(settings),
+        pruner=instantiate(sweep.settings["pruner"]),
     )  # fmt: skip
 
 
-def next_trial(sweep: Sweep, study: optuna.Study) -> optuna.Trial | None:
+def next_trial(sweep, study: optuna.Study) -> optuna.Trial | None:
     """The trial this worker runs next, or None once the study needs no more; waits while the
     last trials run elsewhere, in case one is lost and queued again."""
     while True:
         with (
-            database_lock(sweep.storage.engine, f"study {sweep.study_name}"),
+            database_lock(sweep.storage.engine, f"study {sweep.name}"),
             interrupts_deferred("the study was asked for a trial"),
         ):
             optuna.storages.fail_stale_trials(study)
-            if study.user_attrs.get(ENDED_ATTR):
+            if study.user_attrs.get(Attr.ENDED):
                 return None
             trials = study.get_trials(deepcopy=False)
             ended = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-            ended += sum(t.state == TrialState.FAIL and ERROR_ATTR in t.user_attrs for t in trials)
+            ended += sum(t.state == TrialState.FAIL and Attr.ERROR in t.user_attrs for t in trials)
             running = sum(t.state == TrialState.RUNNING for t in trials)
             if ended + running < sweep.n_trials:
-                trial = study.ask(sweep.space.distributions)  # a queued retry comes first
-                trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+                trial = study.ask(sweep.space.distributions)
+                trial.set_user_attr(Attr.WORKER, f"{socket.gethostname()}:{os.getpid()}")
                 # Lost from now on if this worker goes silent (a trial never beaten is not).
                 sweep.storage.record_heartbeat(trial_id(frozen_trial(study, trial.number)))
                 return trial
         if running == 0:
             return None
-        time.sleep(min(sweep.heartbeat_interval, 2))
+        time.sleep(min(sweep.settings["heartbeat_interval"], 2))
 
 
-def run_trial(sweep: Sweep, study: optuna.Study, trial: optuna.Trial) -> None:
+def run_trial(sweep, study: optuna.Study, trial: optuna.Trial) -> None:
     """Run `trial`'s job and tell the study how it ended."""
-    config = sweep.hydra_context.config_loader.load_sweep_config(
+    sweeper = sweep.sweeper
+    config = sweeper.hydra_context.config_loader.load_sweep_config(
         sweep.config, sweep.space.overrides(trial.params)
     )
     with open_dict(config):
-        config.hydra.job.id = f"{sweep.study_name}_{trial.number}"
+        config.hydra.job.id = f"{sweep.name}_{trial.number}"
         config.hydra.job.num = trial.number
         config.hydra.sweeper.trial = trial.number
     identity = trial_id(frozen_trial(study, trial.number))
     try:
-        with heartbeats(sweep.storage, [identity], sweep.heartbeat_interval):
+        with heartbeats(sweep.storage, identity, sweep.settings["heartbeat_interval"]):
             returned = run_job(
-                hydra_context=sweep.hydra_context, task_function=sweep.task_function,
+                hydra_context=sweeper.hydra_context, task_function=sweeper.task_function,
                 config=config, job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir",
             )  # fmt: skip
-    except BaseException:  # Ctrl-C, SIGTERM, the sweeper gone: no trial left RUNNING
-        tell(study, trial, TrialState.FAIL)
-        if study.user_attrs.get(SHARED_ATTR):  # another worker runs it again
-            lost = sweep.storage.get_heartbeat_stale_trial_callback()
-            if lost is not None:
-                lost(study, frozen_trial(study, trial.number))
+    except BaseException:  # Ctrl-C, SIGTERM, the sweeper gone: no trial left RUNNING, and
+        tell(study, trial, TrialState.FAIL)  # it runs again from its checkpoint (storage.py)
+        stopped = sweep.storage.get_heartbeat_stale_trial_callback()
+        stopped(study, frozen_trial(study, trial.number))
         raise KeyboardInterrupt from None
     try:
         value = float(returned.return_value)  # raises the job's own exception, if any
     except TrainingFailed as diverged:  # this trial's outcome; the study goes on
-        trial.set_user_attr(ERROR_ATTR, str(diverged)[:1000])
+        trial.set_user_attr(Attr.ERROR, str(diverged)[:1000])
         tell(study, trial, TrialState.FAIL)
     except Exception as error:
         reason = f"trial {trial.number} failed: {error}"
-        trial.set_user_attr(ERROR_ATTR, reason[:1000])
+        trial.set_user_attr(Attr.ERROR, reason[:1000])
         tell(study, trial, TrialState.FAIL)
-        study.set_user_attr(ENDED_ATTR, f"FAILED: {reason}")
+        study.set_user_attr(Attr.ENDED, f"FAILED: {reason}")
         raise StudyFailed(reason) from None
     else:  # unless the job told it PRUNED itself (trial.py)
         if frozen_trial(study, trial.number).state == TrialState.RUNNING:
@@ -198,6 +159,19 @@ def tell(study: optuna.Study, trial, state: TrialState, values=None) -> None:
     except RuntimeError as error:  # the grid sampler's Study.stop, outside study.optimize;
         if "Study.stop" not in str(error):  # the trial's state is stored before it
             raise
+
+
+def orphaned(sweep) -> None:
+    """End the study and its parent run KILLED, its sweeper gone (a shared one goes on)."""
+    study = optuna.load_study(study_name=sweep.name, storage=sweep.storage)
+    if study.user_attrs.get(Attr.SHARED):
+        return
+    if not study.user_attrs.get(Attr.ENDED):
+        study.set_user_attr(Attr.ENDED, "KILLED: the sweeper process ended")
+    if study.user_attrs.get(Attr.PARENT):
+        from pipeline.sweeps.parent import end_unfinished
+
+        end_unfinished(study.user_attrs[Attr.PARENT], "KILLED", "the sweeper process ended")
 
 
 def watch_sweeper(sweeper_pid: int) -> None:

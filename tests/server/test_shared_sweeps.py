@@ -132,7 +132,7 @@ def test_a_killed_workers_trial_runs_again_from_its_checkpoint_on_its_own_machin
     again = start_worker(machine, server, sweeper_env, study, *settings)
     output = finish(again)
     assert again.returncode == 0, output
-    assert "Traceback" not in output and "trial 1 was lost with its worker; queued again" in output
+    assert "Traceback" not in output and "trial 1 stopped with its worker; queued again" in output
     optuna_study = optuna.load_study(
         study_name=study, storage=sweeper_env["PIPELINE_OPTUNA_STORAGE"]
     )

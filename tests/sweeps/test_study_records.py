@@ -9,7 +9,7 @@ from mlflow.exceptions import MlflowException
 from optuna.exceptions import StorageInternalError
 from sqlalchemy.exc import OperationalError
 
-from pipeline.sweeps.lost_trials import outage
+from pipeline.sweeps.storage import outage
 from pipeline.sweeps.study import differences
 
 

@@ -1,0 +1,141 @@
+"""The study's database: Optuna's RDB storage (SQLite on one machine, PostgreSQL for many) with
+heartbeats, a lock that one worker holds at a time, and what becomes of a lost trial.
+
+A trial whose worker goes silent for `grace_period` s (killed, its machine gone) is failed by
+the next worker that asks (Optuna's fail_stale_trials), its MLflow run ends FAILED, and it is
+queued again with the same parameters (Optuna's RetryFailedTrialCallback). A database or
+tracking store that stops answering ends the sweeper with one line naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+
+import optuna
+
+from pipeline.plumbing.errors import PipelineError, without_password
+from pipeline.sweeps.trial import Attr, storage_settings
+from pipeline.tracking.tags import STUDY_TAG, TRIAL_TAG
+
+
+def quiet_optuna() -> None:
+    """Optuna's notes on its own API (heartbeats and retries are "experimental", meant for its
+    own optimize loop) and its log line per trial: the sweep says what matters itself."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def open_storage(url: str, heartbeat_interval: int, grace_period: int, max_retry: int):
+    shown = without_password(url)
+    if url.split(":", 1)[0].split("+")[0] not in ("postgresql", "sqlite"):
+        raise PipelineError(f"the study's database {shown} is neither PostgreSQL nor SQLite")
+    from sqlalchemy import create_engine
+
+    try:
+        engine = create_engine(url)
+        with database_lock(engine, "tables"):  # workers starting at once would all create them
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs=storage_settings(url), heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period, heartbeat_stale_trial_callback=LostTrial(max_retry),
+            )  # fmt: skip
+        engine.dispose()
+        return storage
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PipelineError(f"cannot open the study's database {shown}: {reason}") from None
+
+
+@contextlib.contextmanager
+def database_lock(engine, name: str) -> Iterator[None]:
+    """One worker at a time holds `name`: a PostgreSQL advisory lock (which the server releases
+    if the worker dies), or a file lock beside an SQLite database."""
+    from sqlalchemy import text
+
+    if engine.dialect.name != "postgresql":
+        from filelock import FileLock
+
+        with FileLock(f"{engine.url.database}.lock"):
+            yield
+        return
+    digest = hashlib.sha256(f"pipeline shared study: {name}".encode()).digest()
+    key = {"key": int.from_bytes(digest[:8], "big", signed=True)}
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+            connection.commit()
+
+
+@contextlib.contextmanager
+def heartbeats(storage, trial_id: int, interval: int) -> Iterator[None]:
+    """Record a heartbeat for the trial every `interval` s while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            with contextlib.suppress(Exception):  # a missed beat is retried next time
+                storage.record_heartbeat(trial_id)
+
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval)
+
+
+class LostTrial:
+    """For a trial whose worker stopped or is gone: queue it again (a stopped study goes on
+    with it) and end its MLflow run FAILED if it is still RUNNING."""
+
+    def __init__(self, max_retry: int):
+        self.retry = optuna.storages.RetryFailedTrialCallback(max_retry)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.retry(study, trial)
+        print(f"sweep: trial {trial.number} stopped with its worker; queued again", file=sys.stderr)
+        parent = study.user_attrs.get(Attr.PARENT)
+        if parent is None:
+            return
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        runs = client.search_runs(
+            [client.get_run(parent).info.experiment_id],
+            f"tags.mlflow.parentRunId = '{parent}' and tags.`{TRIAL_TAG}` = '{trial.number}' "
+            f"and tags.`{STUDY_TAG}` = '{study.study_name}' and attributes.status = 'RUNNING'",
+        )
+        for run in runs:
+            client.set_tag(run.info.run_id, "error", "its worker was lost; the study runs it again")
+            client.set_terminated(run.info.run_id, "FAILED")
+
+
+def outage(error: Exception, url: str | None) -> str | None:
+    """`<what> failed (<why>)`, if `error` is the study's database or the MLflow store not
+    answering; None for any other error."""
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__:
+        error = error.__cause__  # Optuna's wrapper says less than the database's own error
+    if isinstance(error, SQLAlchemyError):
+        what = f"the study's database {without_password(str(url))}"
+    elif isinstance(error, (MlflowException, RequestException)):
+        import mlflow
+
+        what = f"the MLflow store {mlflow.get_tracking_uri()}"
+    else:
+        return None
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"{what} failed ({reason})"
