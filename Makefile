@@ -80,7 +80,7 @@ browser:  ## install Debian's chromium and chromium-driver for the browser tests
 test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps): under 30 s
 	$(BIN)/pytest -m "not slow"
 
-bench: $(RUNTIME_STAMP)  ## what trust costs: portable vs native epochs, a sweep trial's phases (SQLite, server), tracking, distortions, checkpoints
+bench: $(RUNTIME_STAMP)  ## what trust costs: portable vs native epochs, a sweep trial's phases (SQLite, server), tracking, distortions, checkpoints, sweep efficiency
 	$(BIN)/python benchmarks/overheads.py $(ARGS)
 
 mutants: $(DEV_STAMP)  ## mutation check of the numpy core: every mutant must fail a fast test
@@ -115,19 +115,15 @@ server-stop: $(RUNTIME_STAMP)  ## stop the server and its local PostgreSQL, by t
 server-user: $(RUNTIME_STAMP)  ## an admin adds a login: make server-user NAME=alice PERMISSION=READ|EDIT|MANAGE
 	$(BIN)/python -m pipeline.server add-user $(NAME) --permission $(or $(PERMISSION),READ)
 
-# A distributed Optuna sweep (pipeline/sweeps/shared.py): WORKERS processes here join one study
-# in $PIPELINE_OPTUNA_STORAGE (else the `optuna` database of `make server`'s PostgreSQL); on
-# other machines, the same `python -m pipeline.train -m sweep=optuna_shared` joins it too.
+# A distributed Optuna sweep (pipeline/sweeps/study.py): WORKERS worker processes here join one
+# study in $PIPELINE_OPTUNA_STORAGE (else the `optuna` database of `make server`'s PostgreSQL);
+# on other machines, the same `python -m pipeline.train -m sweep=optuna_shared` joins it too.
 WORKERS ?= 2
 SHARED_SWEEP ?= optuna_shared
 shared-sweep: $(RUNTIME_STAMP)  ## distributed Optuna sweep: make shared-sweep WORKERS=2 [SHARED_SWEEP=grid_shared] [ARGS=…]
 	@storage="$$PIPELINE_OPTUNA_STORAGE"; \
 	if [ -z "$$storage" ]; then storage=$$($(BIN)/python -m pipeline.server optuna-url) || exit 1; fi; \
-	pids=""; for worker in $$(seq $(WORKERS)); do \
-		PIPELINE_OPTUNA_STORAGE="$$storage" PIPELINE_PARALLEL_JOBS=$(WORKERS) $(BIN)/python -m pipeline.train -m sweep=$(SHARED_SWEEP) $(ARGS) & \
-		pids="$$pids $$!"; \
-	done; \
-	status=0; for pid in $$pids; do wait $$pid || status=1; done; exit $$status
+	PIPELINE_OPTUNA_STORAGE="$$storage" $(BIN)/python -m pipeline.train -m sweep=$(SHARED_SWEEP) hydra.sweeper.n_jobs=$(WORKERS) $(ARGS)
 
 # A DVC remote shares data and models. By default a directory (a team's shared mount):
 # DVC_REMOTE=/mnt/team/mnist; any DVC remote URL works (s3://…, ssh://…, with its dvc extra).

@@ -7,7 +7,7 @@
    core (`taskset`): they must all be equal.
 2. The default grid sweep (`make sweep`, conf/sweep/grid.yaml) on a local SQLite store, then
    through the team server (`make server`: PostgreSQL, logins): for each trial, its start-up
-   (interpreter and imports, or the launcher's hand-off), data loading, epochs, scoring of dev
+   (interpreter and imports, or the sweeper's hand-off), data loading, epochs, scoring of dev
    and test, and each kind of logging, from the phases the job records (plumbing/phases.py);
    the sweeper's warm-up (once a sweep, before it forks its workers) spread over the
    trials, and its own start shown apart.
@@ -16,6 +16,8 @@
 4. What the training-set distortions cost per epoch (benchmarks/distortions.py).
 5. What a checkpoint after every epoch costs, for the default and the 3 × 1024 network
    (benchmarks/checkpoints.py).
+6. Sweep efficiency: one search without pruning, with it, and in Hydra's batches of two
+   (benchmarks/sweep_efficiency.py).
 
 Everything runs in a scratch copy of the project with MNIST-sized data (this project's own
 data/ if `make repro` made it, else random pixels of the same shapes) and scratch stores; the
@@ -153,7 +155,7 @@ def run_grid(project: Path, name: str, env: dict, uri: str) -> list[dict]:
 
 def share_table(columns: dict[str, list[dict]]) -> None:
     """Mean seconds per trial of each phase, side by side, and bookkeeping's share. The warm
-    launcher's warm-up (once per sweep, before it forks its workers: data, tags) is spread
+    sweeper's warm-up (once per sweep, before it forks its workers: data, tags) is spread
     over the sweep's trials and counted as bookkeeping; its own start-up is shown apart."""
     trials_of = {column: [t for t in records if t["kind"] == "sweep-job"]
                  for column, records in columns.items()}  # fmt: skip
@@ -174,7 +176,7 @@ def share_table(columns: dict[str, list[dict]]) -> None:
     rows = [("start-up (process, imports)", lambda c: per_trial(c, lambda t: t["startup"]))]
     rows += [(n, lambda c, n=n: per_trial(c, lambda t: t["phases"].get(n, 0.0))) for n in names]
     rows.append(("other", lambda c: per_trial(c, lambda t: t["job"] - sum(t["phases"].values()))))
-    rows.append(("launcher warm-up / trials", warm_up))
+    rows.append(("sweeper warm-up / trials", warm_up))
     for label, pick in rows:
         cells = "".join(f"{pick(column):>22.2f}" for column in columns)
         print(f"   {label:<30}{cells}")
@@ -189,7 +191,7 @@ def share_table(columns: dict[str, list[dict]]) -> None:
     print(f"   {'trial wall time':<30}{''.join(totals)}")
     print(f"   {'not epochs or scoring':<30}{''.join(shares)}")
     print(
-        f"   {'once a sweep: launcher start':<30}{''.join(starts)}  (interpreter, imports, "
+        f"   {'once a sweep: sweeper start':<30}{''.join(starts)}  (interpreter, imports, "
         "Hydra, the store and the parent run; before any trial)"
     )
 
@@ -271,6 +273,10 @@ def main() -> None:
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "distortions.py")], check=True)
         print("\n5. ", end="", flush=True)
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "checkpoints.py")], check=True)
+        print("\n", end="", flush=True)
+        subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "sweep_efficiency.py")], check=True
+        )
     finally:
         if args.keep:
             print(f"\nscratch kept in {scratch}")
