@@ -61,7 +61,7 @@ def frozen_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
 
 def trial_id(frozen: optuna.trial.FrozenTrial) -> int:
     """The storage's id of a trial, which Optuna's public `Trial(study, id)` and heartbeats
-    take and only the private `FrozenTrial._trial_id` gives (pinned by tests/sweeps)."""
+    take and only the private `FrozenTrial._trial_id` gives (pinned by tests/sweeps/test_trial.py)."""
     return frozen._trial_id
 
 
@@ -93,7 +93,7 @@ class SweepTrial:
         Ctrl-C: an SQLite write cut midway would keep the study locked."""
         with interrupts_deferred("the epoch was reported to the trial"):
             self.trial.report(record.dev_accuracy, record.epoch)
-            return self.trial.should_prune()
+            return bool(self.trial.should_prune())
 
     def prune(self) -> None:
         import optuna
