@@ -40,6 +40,7 @@ repro: $(RUNTIME_STAMP)  ## build the environment, then run the whole pipeline (
 # The MLflow UI on the project's store (mlflow.db at the root, artifacts in mlruns/).
 UI_PORT ?= 5000
 ui: $(RUNTIME_STAMP)  ## open the MLflow UI on mlflow.db (127.0.0.1, UI_PORT=5000)
+	@MLFLOW_TRACKING_URI=sqlite:///$(abspath mlflow.db) $(BIN)/python -m pipeline.runs link http://127.0.0.1:$(UI_PORT)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 SWEEP ?= grid

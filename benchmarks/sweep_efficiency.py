@@ -1,8 +1,10 @@
 """Sweep efficiency: what pruning and asking without a batch barrier buy (`make bench` part 6).
 
 On one search space with bad regions (Adam's learning rate over four decades, one hidden layer
-of 16 to 1,024 units), one sampler (TPE) and one seed, in a scratch copy of the project with
-fewer training rows and epochs (tracking off):
+of 16 to 1,024 units), one sampler and one seed, in a scratch copy of the project with fewer
+training rows and epochs (tracking off). The sampler is random by default: its proposals do not
+depend on the results, so both studies try the same kind of trials and what differs is the
+pruning; TPE (--sampler tpe) adapts to what pruning reports, and so takes another path.
 
   A. the project's sweeper, 2 workers, no pruning;
   B. the same with the pruner (--pruner, default successive_halving);
@@ -13,7 +15,8 @@ fewer training rows and epochs (tracking off):
 Prints for each: trials, epochs trained, wall time, best dev accuracy, and worker utilisation
 (the trials' busy time ÷ (their span × workers)); then the targets of issue 31.
 
-    python benchmarks/sweep_efficiency.py [--trials 18] [--epochs 9] [--pruner median] [--keep]
+    python benchmarks/sweep_efficiency.py [--trials 32] [--epochs 9] [--pruner median]
+                                          [--sampler tpe] [--keep]
 """
 
 from __future__ import annotations
@@ -55,9 +58,10 @@ DATA = {"train": "data/split/train.npz", "dev": "data/split/dev.npz",
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=18, help="trials in each study")
+    parser.add_argument("--trials", type=int, default=32, help="trials in each study")
     parser.add_argument("--epochs", type=int, default=9, help="epochs of an unpruned trial")
     parser.add_argument("--pruner", default="successive_halving", help="hydra/sweeper/pruner")
+    parser.add_argument("--sampler", default="random", help="hydra/sweeper/sampler")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     return parser.parse_args()
 
@@ -107,7 +111,7 @@ def sweeper_study(project: Path, name: str, pruner: str, workers: int, args) -> 
 
     sweep_dir = project / "multirun" / name
     command = [sys.executable, "-m", "pipeline.train", "-m", *SPACE, *FIXED,
-               f"train.epochs={args.epochs}", "hydra/sweeper/sampler=tpe",
+               f"train.epochs={args.epochs}", f"hydra/sweeper/sampler={args.sampler}",
                f"hydra/sweeper/pruner={pruner}", f"hydra.sweeper.n_trials={args.trials}",
                f"hydra.sweeper.n_jobs={workers}", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
     started = time.perf_counter()
@@ -150,7 +154,9 @@ def batch_study(project: Path, args) -> dict:
                  dev=load_dataset(project / DATA["dev"], "split"))  # fmt: skip
     space = SearchSpace.parse(SPACE)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=4)
+    samplers = {"tpe": optuna.samplers.TPESampler(seed=0, n_startup_trials=4),
+                "random": optuna.samplers.RandomSampler(seed=0)}  # fmt: skip
+    sampler = samplers[args.sampler]
     study = optuna.create_study(direction="maximize", sampler=sampler)
     started, epochs = time.perf_counter(), 0
     busy, span = 0.0, 0.0
@@ -187,8 +193,8 @@ def main() -> None:
     try:
         data = scratch_project(scratch)
         print(f"6. Sweep efficiency: {args.trials} trials of up to {args.epochs} epochs on {data} "
-              f"({ROWS['train']:,} training rows, {ROWS['dev']:,} dev), TPE seed 0, "
-              f"{len(os.sched_getaffinity(0))} usable cores")  # fmt: skip
+              f"({ROWS['train']:,} training rows, {ROWS['dev']:,} dev), {args.sampler} sampler, "
+              f"seed 0, {len(os.sched_getaffinity(0))} usable cores")  # fmt: skip
         print(f"   space: {' '.join(SPACE)}")
         rows = {"A. no pruning, 2 workers": sweeper_study(scratch, "plain", "none", 2, args)[0]}
         pruned_label = f"B. {args.pruner}, 2 workers"

@@ -5,6 +5,7 @@
     python -m pipeline.runs promote VERSION  # point models:/mnist-mlp@pipeline at a version
     python -m pipeline.runs promote RUN_ID   # … or at the model a run logged (registers it)
     python -m pipeline.runs copy-to URI      # copy this store's runs to another (the server)
+    python -m pipeline.runs link [BASE]      # the experiment's runs in the MLflow UI (`make ui`)
 
 The store, experiment, model name and alias come from conf/ (tracking group), as for a stage.
 """
@@ -19,9 +20,12 @@ from pipeline.plumbing.config import compose_conf, validate
 from pipeline.plumbing.errors import PipelineError
 from pipeline.tracking.registry import promote
 from pipeline.tracking.runs import stale_runs
-from pipeline.tracking.store import open_store
+from pipeline.tracking.store import open_store, runs_link
 
-USAGE = "usage: python -m pipeline.runs stale [--mark] | promote VERSION_OR_RUN_ID | copy-to URI"
+USAGE = (
+    "usage: python -m pipeline.runs stale [--mark] | promote VERSION_OR_RUN_ID | copy-to URI | "
+    "link [BASE]"
+)
 
 
 def stale(mark: bool) -> None:
@@ -54,15 +58,19 @@ def copy_to(target_uri: str, tracking) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
-    if not (command == "stale" and set(rest) <= {"--mark"}) and not (
-        command in ("promote", "copy-to") and len(rest) == 1
+    if (
+        not (command == "stale" and set(rest) <= {"--mark"})
+        and not (command in ("promote", "copy-to") and len(rest) == 1)
+        and not (command == "link" and len(rest) <= 1)
     ):
         print(USAGE, file=sys.stderr)
         return 2
     try:
         tracking = validate(compose_conf()).tracking
-        open_store(tracking)
-        if command == "stale":
+        experiment_id = open_store(tracking)
+        if command == "link":  # the runs view: MLflow 3 opens an experiment on GenAI otherwise
+            print(f"runs of {tracking.experiment}: {runs_link(experiment_id, None, *rest)}")
+        elif command == "stale":
             stale("--mark" in rest)
         elif command == "copy-to":
             copy_to(rest[0], tracking)

@@ -3,8 +3,8 @@ heartbeats, a lock that one worker holds at a time, and what becomes of a lost t
 
 A trial whose worker goes silent for `grace_period` s (killed, its machine gone) is failed by
 the next worker that asks (Optuna's fail_stale_trials), its MLflow run ends FAILED, and it is
-queued again with the same parameters (Optuna's RetryFailedTrialCallback). A database or
-tracking store that stops answering ends the sweeper with one line naming it.
+queued again with the same parameters (Optuna's RetryHeartbeatStaleTrialCallback). A database
+or tracking store that stops answering ends the sweeper with one line naming it.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class LostTrial:
     with it) and end its MLflow run FAILED if it is still RUNNING."""
 
     def __init__(self, max_retry: int):
-        self.retry = optuna.storages.RetryFailedTrialCallback(max_retry)
+        self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.retry(study, trial)

@@ -61,7 +61,8 @@ def frozen_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
 
 def trial_id(frozen: optuna.trial.FrozenTrial) -> int:
     """The storage's id of a trial, which Optuna's public `Trial(study, id)` and heartbeats
-    take and only the private `FrozenTrial._trial_id` gives (pinned by tests/sweeps/test_trial.py)."""
+    take and only the private `FrozenTrial._trial_id` gives (pinned by
+    tests/sweeps/test_trial.py)."""
     return frozen._trial_id
 
 
@@ -84,7 +85,7 @@ class SweepTrial:
             storage=storage_at(storage_url(hydra.sweeper, hydra.sweep.dir)),
         )  # fmt: skip
         frozen = frozen_trial(study, int(hydra.sweeper.trial))
-        retried = optuna.storages.RetryFailedTrialCallback.retried_trial_number(frozen)
+        retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
         trial = optuna.trial.Trial(study, trial_id(frozen))
         return cls(trial, study, Path(hydra.runtime.output_dir), retried)
 

@@ -105,10 +105,15 @@ def test_a_run_links_to_the_mlflow_ui_only_when_one_answers(project, tracking):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     up = f"http://127.0.0.1:{server.server_port}"
     try:
-        assert ui_link("sqlite:///x.db", up, "1", "abc") == f"{up}/#/experiments/1/runs/abc"
+        # The run's page in the model-training view (MLflow 3 opens GenAI otherwise).
+        assert ui_link("sqlite:///x.db", up, "1", "abc") == (
+            f"{up}/#/experiments/1/runs/abc?workflowType=machine_learning"
+        )
     finally:
         server.shutdown()
         server.server_close()
     assert ui_link("sqlite:///x.db", up, "1", "abc") is None  # nothing answers there now
     served = "http://team.example.invalid:5050"  # a tracking server links to itself, unasked
-    assert ui_link(served, None, "2", "def") == f"{served}/#/experiments/2/runs/def"
+    assert ui_link(served, None, "2", "def") == (
+        f"{served}/#/experiments/2/runs/def?workflowType=machine_learning"
+    )

@@ -54,9 +54,9 @@ def test_a_retried_trial_keeps_the_checkpoint_of_the_one_it_runs_again(tmp_path)
     study = study_at(tmp_path, optuna.pruners.NopPruner())
     lost = study.ask()
     study.tell(lost, state=TrialState.FAIL)
-    optuna.storages.RetryFailedTrialCallback()(study, frozen_trial(study, lost.number))
+    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, frozen_trial(study, lost.number))
     again = study.ask()
-    retried = optuna.storages.RetryFailedTrialCallback.retried_trial_number(
+    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(
         frozen_trial(study, again.number)
     )
     job = SweepTrial(again, study, tmp_path / "1", retried)
