@@ -153,9 +153,7 @@ def end_unfinished(parent: str, status: str, reason: str, only_trials=None) -> s
     ]
     for run_id in unfinished + ([parent] if only_trials is None else []):
         if client.get_run(run_id).info.status == "RUNNING":
-            client.set_tag(
-                run_id, "error", reason if run_id == parent else f"the sweep ended: {reason}"
-            )
+            client.set_tag(run_id, "error", reason)
             client.set_terminated(run_id, status)
     kept = sum(run.info.status == "FINISHED" for run in children)
     return f"{len(unfinished)} unfinished trial run(s) {status}, {kept} finished kept"

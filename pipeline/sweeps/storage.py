@@ -20,7 +20,6 @@ import optuna
 
 from pipeline.plumbing.errors import PipelineError, without_password
 from pipeline.sweeps.trial import Attr, storage_settings
-from pipeline.tracking.tags import STUDY_TAG, TRIAL_TAG
 
 
 def quiet_optuna() -> None:
@@ -104,20 +103,11 @@ class LostTrial:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.retry(study, trial)
         print(f"sweep: trial {trial.number} stopped with its worker; queued again", file=sys.stderr)
-        parent = study.user_attrs.get(Attr.PARENT)
-        if parent is None:
-            return
-        import mlflow
+        if study.user_attrs.get(Attr.PARENT):
+            from pipeline.sweeps.parent import end_unfinished
 
-        client = mlflow.MlflowClient()
-        runs = client.search_runs(
-            [client.get_run(parent).info.experiment_id],
-            f"tags.mlflow.parentRunId = '{parent}' and tags.`{TRIAL_TAG}` = '{trial.number}' "
-            f"and tags.`{STUDY_TAG}` = '{study.study_name}' and attributes.status = 'RUNNING'",
-        )
-        for run in runs:
-            client.set_tag(run.info.run_id, "error", "its worker was lost; the study runs it again")
-            client.set_terminated(run.info.run_id, "FAILED")
+            reason = "its worker stopped or was lost; the study runs it again"
+            end_unfinished(study.user_attrs[Attr.PARENT], "FAILED", reason, {str(trial.number)})
 
 
 def outage(error: Exception, url: str | None) -> str | None:

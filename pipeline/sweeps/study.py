@@ -1,21 +1,14 @@
-"""Every Hydra multirun as one Optuna study, run by `n_jobs` worker processes (worker.py).
+"""Every Hydra multirun as one Optuna study, run by `n_jobs` forked worker processes.
 
     python -m pipeline.train -m optimizer=sgd,adam model.hidden=[128],[256]   # a grid
     python -m pipeline.train -m sweep=optuna            # TPE, median pruning, 2 workers
     python -m pipeline.train -m sweep=optuna_shared     # one study, many machines
 
-The sweeper (hydra_plugins/pipeline_sweeper, configured by conf/hydra/sweeper/) reads the search
-space in Hydra's override syntax (space.py), opens the study's database (an SQLite file in the
-sweep's folder, or `hydra.sweeper.storage`), creates or joins the study and its MLflow parent
-run, reads the data once and forks its workers, each asking for its next trial when free. When
-they are done it ends the study and the parent run (parent.py): best child, counts, figures.
-
-A shared study (`hydra.sweeper.shared`) is joined by every sweeper given its storage and name (a
-different search is refused); a lost worker's trial is queued again (storage.py), and the
-sweeper that sees the last trial end ends the study. Ctrl-C, SIGTERM or a dead worker stops this
-sweeper's workers and leaves no trial or run RUNNING; a shared study goes on without them. A
-stopped study started again with the same command and folder goes on: its stopped trials run
-again, from their checkpoints.
+The sweeper (hydra_plugins/pipeline_sweeper; conf/hydra/sweeper/) parses the search (space.py),
+opens the study's database (storage.py: SQLite in the sweep's folder, or a shared one), creates
+or joins the study and its MLflow parent run (parent.py), reads the data once and forks its
+workers (worker.py), then ends the study. Stopped (Ctrl-C, SIGTERM, a dead worker), it leaves no
+trial or run RUNNING; started again in the same folder, a stopped study goes on.
 """
 
 from __future__ import annotations

@@ -1,21 +1,16 @@
-"""A sweep's worker process: ask the study for a trial, run it as a Hydra job, tell the study
-how it ended, and ask again at once; no worker waits for another.
+"""A sweep's worker process: ask the study for a trial, run its job, tell the study how it
+ended, and ask again at once; no worker waits for another. It joins the study first (its join
+number seeds its sampler, so that workers propose different trials), then loops:
 
-Forked by the sweeper (study.py) once the data, modules and store are loaded, a worker joins
-the study (its join number seeds its sampler, so that workers propose different trials) and
-loops:
-
-    ask    under the study's lock: fail the trials whose heartbeat went silent (lost workers:
-           queued again), stop if the study has ended or holds n_trials, else ask (a trial
-           queued again comes first)
-    run    the trial's job through Hydra's own run_job, its config naming the trial
+    ask    under the study's lock: fail trials whose heartbeat went silent (queued again), stop
+           if the study has ended or holds n_trials, else ask (a queued trial comes first)
+    run    the job through Hydra's own run_job, its config naming the trial
            (`hydra.sweeper.trial`), heartbeats recorded meanwhile
-    tell   COMPLETE with the job's objective (a pruned job told its trial PRUNED itself); FAIL
-           for a diverged training, an outcome, and the study goes on; FAIL for any other
-           error, which every trial would hit (a bad config, missing data): the study ends
+    tell   COMPLETE with the objective (a pruned job told PRUNED itself); FAIL for a diverged
+           training, and the study goes on; FAIL for any other error, which every trial would
+           hit (a bad config, missing data), and the study ends FAILED
 
-Ctrl-C or SIGTERM fails the running trial (queued again, in a shared study) and ends the
-worker with 130; a worker whose sweeper is gone does the same and ends the study KILLED.
+Ctrl-C or SIGTERM fails the running trial, queues it again and ends the worker with 130.
 """
 
 from __future__ import annotations
