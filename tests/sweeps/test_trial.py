@@ -7,10 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from pipeline.nn import EpochRecord
 from pipeline.sweeps.trial import SweepTrial, frozen_trial, trial_id
+
+# Optuna calls its retry callback "experimental"; the sweeps silence that (storage.quiet_optuna).
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
 def record(epoch: int, dev_accuracy: float) -> EpochRecord:
