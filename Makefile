@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv dev repro params check-params test test-fast bench mutants lint format lock clean-venv dag ui sweep \
-	stale-runs promote reproduce ladder explore browser server server-stop server-user shared-sweep remote push pull
+	stale-runs promote reproduce ladder explore browser postgres server server-stop server-user shared-sweep remote push pull
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -65,7 +65,7 @@ dag: $(RUNTIME_STAMP)  ## print the pipeline's stages
 # The suite runs in TEST_WORKERS processes (pytest-xdist; `auto`: one per core); tests that share
 # the session's server, or time signals and retries, keep to one worker (tests/conftest.py).
 TEST_WORKERS ?= auto
-test: $(DEV_STAMP) browser  ## build the environment with dev tools, then run every test (CI runs this)
+test: $(DEV_STAMP) browser postgres  ## build the environment with dev tools, then run every test (CI runs this)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The explorer's browser tests drive Debian's chromium through chromedriver: installed here
@@ -76,6 +76,17 @@ browser:  ## install Debian's chromium and chromium-driver for the browser tests
 		echo "installing Debian's chromium and chromium-driver (the explorer's browser tests)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 			--no-install-recommends chromium chromium-driver > /dev/null || exit 1; \
+	fi
+
+# `make server` and the server tests run PostgreSQL's own initdb and pg_ctl: Debian's server is
+# installed here when neither is found (on PATH, or in /usr/lib/postgresql/<version>/bin, where
+# Debian puts them and pipeline/server.py looks), unless the server uses a database of its own.
+postgres:  ## install Debian's PostgreSQL server for make server and the server tests, if missing
+	@if [ -z "$$PIPELINE_SERVER_DATABASE_URL" ] && ! command -v initdb > /dev/null && \
+		! ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1; then \
+		echo "installing Debian's postgresql (make server and the server tests)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			--no-install-recommends postgresql > /dev/null || exit 1; \
 	fi
 
 test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps): under 30 s
@@ -107,7 +118,7 @@ reproduce: $(RUNTIME_STAMP)  ## make an MLflow run again and compare it bit for 
 	$(BIN)/python -m pipeline.reproduce $(RUN)
 
 # The shared tracking server (pipeline/server.py): PostgreSQL + `mlflow server` with logins.
-server: $(RUNTIME_STAMP)  ## start the team's MLflow server on PostgreSQL with logins (.server/; PIPELINE_SERVER_PORT=5050)
+server: $(RUNTIME_STAMP) postgres  ## start the team's MLflow server on PostgreSQL with logins (.server/; PIPELINE_SERVER_PORT=5050)
 	$(BIN)/python -m pipeline.server start
 
 server-stop: $(RUNTIME_STAMP)  ## stop the server and its local PostgreSQL, by the PIDs they recorded

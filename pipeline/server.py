@@ -28,6 +28,7 @@ import argparse
 import getpass
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,7 +96,21 @@ def as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
+PG_LIBRARY = Path("/usr/lib/postgresql")  # Debian's packages: <version>/bin, not on PATH
+
+
+def pg_binary(name: str, library: Path = PG_LIBRARY) -> str:
+    """`initdb` or `pg_ctl`: on PATH, else the newest version's in Debian's folder, else the
+    bare name (which then fails with what to install)."""
+    if shutil.which(name):
+        return name
+    versions = [path for path in library.glob(f"*/bin/{name}") if path.parts[-3].isdigit()]
+    newest = max(versions, key=lambda path: int(path.parts[-3]), default=None)
+    return str(newest) if newest else name
+
+
 def pg_tool(args: list[str], what: str) -> None:
+    args = [pg_binary(args[0]), *args[1:]]
     try:
         done = subprocess.run(as_postgres(args), capture_output=True, text=True)
     except FileNotFoundError as error:
