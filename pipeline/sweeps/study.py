@@ -79,6 +79,8 @@ class Study:
         params = [f"{key}={value}" for key, value in (self.settings["params"] or {}).items()]
         self.space = SearchSpace.parse([*params, *arguments])
         self.n_trials = self.budget()
+        if int(self.settings["n_jobs"]) < 1:
+            raise ConfigError(f"hydra.sweeper.n_jobs={self.settings['n_jobs']} must be ≥ 1")
         self.workers: list = []
         self.parent_id: str | None = None
 
@@ -115,11 +117,7 @@ class Study:
             from pipeline.tracking.training_runs import mark_stale_runs
 
             mark_stale_runs(open_store(parent.tracking_of(self.config)), "sweep")
-        with database_lock(self.storage.engine, f"study {self.name}"):
-            study = self.create_or_join()
-        where = without_password(self.url)
-        say(f"study {self.name} in {where}: {self.n_trials} trials, {s['n_jobs']} worker(s) here")
-        with phase("warm-up"):
+        with phase("warm-up"):  # before the parent run: missing data stops nothing midway
             job_data()  # read once, before the fork: the workers share the arrays
             if self.tracking:  # what every job's run records, found once for all of them
                 from pipeline.tracking.tags import installed_packages
@@ -127,6 +125,10 @@ class Study:
 
                 installed_packages()
                 code_tags_once()
+        with database_lock(self.storage.engine, f"study {self.name}"):
+            study = self.create_or_join()
+        where = without_password(self.url)
+        say(f"study {self.name} in {where}: {self.n_trials} trials, {s['n_jobs']} worker(s) here")
         write_phases("sweep-launcher")  # for `make bench`: the sweeper's start and warm-up
         os.environ.setdefault(PARALLEL_JOBS_ENV, str(s["n_jobs"]))  # jobs share the cores
         self.storage.engine.dispose()  # each worker opens its own connections

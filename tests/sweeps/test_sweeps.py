@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import QUICK, project_with_data, run
+from tests.conftest import QUICK, copy_project, project_with_data, run
 
 pytestmark = pytest.mark.slow
 
@@ -199,3 +199,14 @@ def test_a_job_rejected_before_training_still_fails_the_parent(project, tmp_path
     )
     assert study.user_attrs["ended"].startswith("FAILED")
     assert TrialState.RUNNING not in {t.state for t in study.trials}
+
+
+def test_a_sweep_without_data_is_one_line_and_starts_no_run(tmp_path, mlflow_store):
+    bare = copy_project(tmp_path / "bare")  # the code, no data: `dvc repro` never ran here
+    result = sweep(bare, tmp_path / "sweep", "optimizer=nesterov,adam", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("sweep: error: ") and "data/split/train.npz" in last
+    assert runs_by_kind(mlflow_store) == ([], [])  # no parent left RUNNING, no child
+    workers = sweep(bare, tmp_path / "none", "hydra.sweeper.n_jobs=0", check=False)
+    assert "sweep: error: hydra.sweeper.n_jobs=0 must be ≥ 1" in workers.stderr
