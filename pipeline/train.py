@@ -37,6 +37,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.evaluation.reports import evaluate_model, load_model
@@ -198,6 +199,11 @@ def main(cfg: DictConfig) -> float:
     start_job()
     trial = SweepTrial.of_job()
     with stage_errors("train", exit_on_error=trial is None):
+        if trial is None and HydraConfig.get().mode == RunMode.MULTIRUN:  # another sweeper's job
+            raise ConfigError(
+                "a multirun job without a trial would write the project's own outputs: sweep "
+                "with the project's sweeper (hydra/sweeper=study, the default)"
+            )
         config = stage_config(cfg)
         if trial is not None:  # the sweeper pinned it for every job (sweeps/study.py)
             check_in_force(config.compute, "train")

@@ -210,3 +210,8 @@ def test_a_sweep_without_data_is_one_line_and_starts_no_run(tmp_path, mlflow_sto
     assert runs_by_kind(mlflow_store) == ([], [])  # no parent left RUNNING, no child
     workers = sweep(bare, tmp_path / "none", "hydra.sweeper.n_jobs=0", check=False)
     assert "sweep: error: hydra.sweeper.n_jobs=0 must be ≥ 1" in workers.stderr
+    # Hydra's own sweeper would run jobs that write into the project: refused, in one line.
+    basic = sweep(bare, tmp_path / "basic", "hydra/sweeper=basic", "seed=1,2", check=False)
+    assert basic.returncode == 1 and "Traceback" not in basic.stderr
+    assert "train: error: a multirun job without a trial would write" in basic.stderr
+    assert not (bare / "models").exists()
