@@ -24,6 +24,7 @@ from pipeline.nn import EpochRecord
 from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import interrupts_deferred
 from pipeline.plumbing.paths import NORMALISED_TEST, SPLIT_DEV, SPLIT_TRAIN
+from pipeline.plumbing.phases import phase
 from pipeline.tracking.tags import RETRIED_TAG, STUDY_TAG, TRIAL_TAG, WORKER_TAG
 from pipeline.training.trainer import load_split
 
@@ -92,7 +93,7 @@ class SweepTrial:
     def report(self, record: EpochRecord) -> bool:
         """Report the epoch's dev accuracy; whether the pruner stops the trial here. Not cut by
         Ctrl-C: an SQLite write cut midway would keep the study locked."""
-        with interrupts_deferred("the epoch was reported to the trial"):
+        with interrupts_deferred("the epoch was reported to the trial"), phase("log: trial"):
             self.trial.report(record.dev_accuracy, record.epoch)
             return bool(self.trial.should_prune())
 

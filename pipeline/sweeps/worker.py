@@ -127,9 +127,9 @@ def run_trial(sweep, study: optuna.Study, trial: optuna.Trial) -> None:
                 config=config, job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir",
             )  # fmt: skip
     except BaseException:  # Ctrl-C, SIGTERM, the sweeper gone: no trial left RUNNING, and
-        tell(study, trial, TrialState.FAIL)  # it runs again from its checkpoint (storage.py)
-        stopped = sweep.storage.get_heartbeat_stale_trial_callback()
-        stopped(study, frozen_trial(study, trial.number))
+        if tell(study, trial, TrialState.FAIL):  # it runs again from its checkpoint (storage.py)
+            stopped = sweep.storage.get_heartbeat_stale_trial_callback()
+            stopped(study, frozen_trial(study, trial.number))
         raise KeyboardInterrupt from None
     try:
         value = float(returned.return_value)  # raises the job's own exception, if any
@@ -142,18 +142,22 @@ def run_trial(sweep, study: optuna.Study, trial: optuna.Trial) -> None:
         tell(study, trial, TrialState.FAIL)
         study.set_user_attr(Attr.ENDED, f"FAILED: {reason}")
         raise StudyFailed(reason) from None
-    else:  # unless the job told it PRUNED itself (trial.py)
-        if frozen_trial(study, trial.number).state == TrialState.RUNNING:
-            tell(study, trial, TrialState.COMPLETE, [value])
+    else:
+        tell(study, trial, TrialState.COMPLETE, [value])
 
 
-def tell(study: optuna.Study, trial, state: TrialState, values=None) -> None:
-    try:
-        with interrupts_deferred("the study was told how the trial ended"):
+def tell(study: optuna.Study, trial, state: TrialState, values=None) -> bool:
+    """Tell how `trial` ended, unless it was told already (a pruned job tells it PRUNED
+    itself, trial.py); whether this did."""
+    with interrupts_deferred("the study was told how the trial ended"):
+        if frozen_trial(study, trial.number).state != TrialState.RUNNING:
+            return False
+        try:
             study.tell(trial, state=state, values=values)
-    except RuntimeError as error:  # the grid sampler's Study.stop, outside study.optimize;
-        if "Study.stop" not in str(error):  # the trial's state is stored before it
-            raise
+        except RuntimeError as error:  # the grid sampler's Study.stop, outside optimize;
+            if "Study.stop" not in str(error):  # the trial's state is stored before it
+                raise
+    return True
 
 
 def orphaned(sweep) -> None:
