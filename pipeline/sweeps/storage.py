@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import optuna
 
 from pipeline.plumbing.errors import PipelineError, without_password
-from pipeline.sweeps.trial import Attr, storage_settings
+from pipeline.sweeps.trial import STORAGE_CALLS, Attr, storage_settings
 
 
 def quiet_optuna() -> None:
@@ -81,7 +81,7 @@ def heartbeats(storage, trial_id: int, interval: int) -> Iterator[None]:
 
     def beat() -> None:
         while not stop.wait(interval):
-            with contextlib.suppress(Exception):  # a missed beat is retried next time
+            with contextlib.suppress(Exception), STORAGE_CALLS:  # a missed beat: next time
                 storage.record_heartbeat(trial_id)
 
     thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,12 @@ from pipeline.training.trainer import load_split
 
 if TYPE_CHECKING:  # optuna is imported only in a sweep: a plain training does without it
     import optuna
+
+
+# One storage call at a time in a worker process: its heartbeat thread and its job both write
+# to the study, and two SQLite connections of one process, each waiting for the other's lock,
+# deadlock (seen: a report and a heartbeat, stuck until the busy timeout).
+STORAGE_CALLS = threading.Lock()
 
 
 class Attr:  # the user attributes the sweeps keep in the study's database
@@ -81,26 +88,31 @@ class SweepTrial:
         import optuna
 
         hydra = HydraConfig.get()
-        study = optuna.load_study(
-            study_name=str(hydra.sweeper.study_name), pruner=instantiate(hydra.sweeper.pruner),
-            storage=storage_at(storage_url(hydra.sweeper, hydra.sweep.dir)),
-        )  # fmt: skip
-        frozen = frozen_trial(study, int(hydra.sweeper.trial))
-        retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
-        trial = optuna.trial.Trial(study, trial_id(frozen))
+        with STORAGE_CALLS:  # the job's heartbeat thread runs already
+            study = optuna.load_study(
+                study_name=str(hydra.sweeper.study_name), pruner=instantiate(hydra.sweeper.pruner),
+                storage=storage_at(storage_url(hydra.sweeper, hydra.sweep.dir)),
+            )  # fmt: skip
+            frozen = frozen_trial(study, int(hydra.sweeper.trial))
+            retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+            trial = optuna.trial.Trial(study, trial_id(frozen))
         return cls(trial, study, Path(hydra.runtime.output_dir), retried)
 
     def report(self, record: EpochRecord) -> bool:
         """Report the epoch's dev accuracy; whether the pruner stops the trial here. Not cut by
         Ctrl-C: an SQLite write cut midway would keep the study locked."""
-        with interrupts_deferred("the epoch was reported to the trial"), phase("log: trial"):
+        with (
+            interrupts_deferred("the epoch was reported to the trial"),
+            phase("log: trial"),
+            STORAGE_CALLS,
+        ):
             self.trial.report(record.dev_accuracy, record.epoch)
             return bool(self.trial.should_prune())
 
     def prune(self) -> None:
         import optuna
 
-        with interrupts_deferred("the trial was told it was pruned"):
+        with interrupts_deferred("the trial was told it was pruned"), STORAGE_CALLS:
             self.study.tell(self.trial, state=optuna.trial.TrialState.PRUNED)
 
     @property
@@ -111,7 +123,8 @@ class SweepTrial:
 
     @property
     def parent_run_id(self) -> str | None:
-        return self.study.user_attrs.get(Attr.PARENT)
+        with STORAGE_CALLS:
+            return self.study.user_attrs.get(Attr.PARENT)
 
     def tags(self, resumed_epochs: int) -> dict[str, str]:
         """The run's trial, study and worker; for a retry with no checkpoint here (it is on
