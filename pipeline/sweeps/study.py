@@ -200,16 +200,24 @@ class Study:
         return run_id
 
     def wait(self, study: optuna.Study) -> None:
-        """Until every worker has ended; a `PipelineError` if one failed."""
-        while alive := [process for process in self.workers if process.exitcode is None]:
-            wait([process.sentinel for process in alive])
-            for code in (process.exitcode for process in self.workers):
+        """Until every worker has ended; a `PipelineError` if one failed. Each pass reads the
+        exit codes once: a worker's sentinel closes a moment before its exit code is there,
+        and one read between the two would be seen by no check (the sweep waited forever)."""
+        while True:
+            codes = {process: process.exitcode for process in self.workers}
+            for code in codes.values():
                 if code == worker.STUDY_FAILED:  # the worker ended the study, saying why
                     ended = study.user_attrs.get(Attr.ENDED, "")
                     raise PipelineError(ended.removeprefix("FAILED: ") or "a trial failed")
                 if code not in (None, 0):
                     name = f"{signal.Signals(-code).name}({code})" if code < 0 else str(code)
                     raise PipelineError(f"a worker process died (exit {name})")
+            if None not in codes.values():
+                return
+            ended = wait([process.sentinel for process, code in codes.items() if code is None])
+            for process in self.workers:
+                if process.sentinel in ended:
+                    process.join()  # its exit code, there once it has exited
 
     def end(self, study: optuna.Study, status: str, reason: str, code: int) -> None:
         """Stop the workers (SIGTERM, then SIGKILL after WORKER_GRACE s), settle this sweep's
