@@ -60,11 +60,11 @@ from pipeline.plumbing.paths import (
 from pipeline.plumbing.phases import phase, start_job, write_phases
 from pipeline.plumbing.publish import shown, staged_outputs
 from pipeline.plumbing.schema import Config
-from pipeline.sweeps.trial import SweepTrial, job_data
+from pipeline.sweeps.trial import SweepTrial
 from pipeline.tracking.tags import PRUNED_TAG, run_name
 from pipeline.training.checkpoints import Checkpoints, fingerprint
 from pipeline.training.hyperparameters import check_hyperparameters, run_summary
-from pipeline.training.trainer import load_split, run_training
+from pipeline.training.trainer import load_split, run_training, sweep_data
 
 
 def train_in_project(
@@ -88,7 +88,7 @@ def train_in_project(
             "train.include_dev=false, then train the chosen settings with it true"
         )
     with phase("data"):
-        train, dev, test = job_data() if trial else (*load_split(SPLIT_TRAIN, SPLIT_DEV), None)
+        train, dev, test = sweep_data() if trial else (*load_split(SPLIT_TRAIN, SPLIT_DEV), None)
     data = {"train": SPLIT_TRAIN, "dev": SPLIT_DEV}
     where = trial.checkpoint if trial else root / CHECKPOINT
     keeper = Checkpoints(where, fingerprint(config, data), config.train.checkpoint)

@@ -1,2 +1,2 @@
-"""Hydra multirun sweeps: the MLflow parent run per sweep (a Hydra callback) and the job
-each sweep runs (train, then evaluate, into the job's own folder)."""
+"""Optuna sweeps as a Hydra sweeper: a study on RDB storage, workers that each ask for the
+next trial as soon as theirs ends, pruning through the trial, and the MLflow parent run."""

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.schema import TrackingConfig
-from pipeline.sweeps.trial import Attr
+from pipeline.sweeps.storage import Attr
 from pipeline.tracking.runs import Run
 from pipeline.tracking.store import open_store, runs_link
 from pipeline.tracking.tags import KIND_TAG, TRIAL_TAG, code_tags, source_tags

@@ -10,37 +10,62 @@ or tracking store that stops answering ends the sweeper with one line naming it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import sys
 import threading
 import warnings
 from collections.abc import Iterator
-
-import optuna
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.plumbing.errors import PipelineError, without_password
-from pipeline.sweeps.trial import STORAGE_CALLS, Attr, storage_settings
+
+if TYPE_CHECKING:  # optuna is imported only in a sweep: a plain training does without it
+    import optuna
+
+# One storage call at a time in a worker process: its heartbeat thread and its job both write
+# to the study, and two SQLite connections of one process, each waiting for the other's lock,
+# deadlock (seen: a report and a heartbeat, stuck until the busy timeout).
+STORAGE_CALLS = threading.Lock()
+
+
+class Attr:  # the user attributes the sweeps keep in the study's database
+    PARENT, ENDED, SHARED = "mlflow_parent_run_id", "ended", "shared"  # a study's: parent run,
+    WORKERS, SEARCH = "workers_joined", "search"  # how it ended, whether shared, workers, search
+    ERROR, WORKER = "error", "worker"  # a trial's: why it failed, which worker ran it
+
+
+def storage_url(sweeper, sweep_dir: str | Path) -> str:
+    """The study's database: `hydra.sweeper.storage`, or an SQLite file in the sweep's folder."""
+    return str(sweeper.storage or f"sqlite:///{Path(sweep_dir).resolve() / 'optuna.db'}")
 
 
 def quiet_optuna() -> None:
     """Optuna's notes on its own API (heartbeats and retries are "experimental", meant for its
     own optimize loop) and its log line per trial: the sweep says what matters itself."""
+    import optuna
+
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+@functools.cache  # one per process: a worker's jobs use its sweeper's, inherited by the fork
 def open_storage(url: str, heartbeat_interval: int, grace_period: int, max_retry: int):
     shown = without_password(url)
     if url.split(":", 1)[0].split("+")[0] not in ("postgresql", "sqlite"):
         raise PipelineError(f"the study's database {shown} is neither PostgreSQL nor SQLite")
+    import optuna
     from sqlalchemy import create_engine
 
+    # SQLite: workers wait for each other's writes (its 5 s default is short under load).
+    settings = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     try:
         engine = create_engine(url)
         with database_lock(engine, "tables"):  # workers starting at once would all create them
             storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=storage_settings(url), heartbeat_interval=heartbeat_interval,
+                url, engine_kwargs=settings, heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period, heartbeat_stale_trial_callback=LostTrial(max_retry),
             )  # fmt: skip
         engine.dispose()
@@ -98,6 +123,8 @@ class LostTrial:
     with it) and end its MLflow run FAILED if it is still RUNNING."""
 
     def __init__(self, max_retry: int):
+        import optuna
+
         self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -113,6 +140,7 @@ class LostTrial:
 def outage(error: Exception, url: str | None) -> str | None:
     """`<what> failed (<why>)`, if `error` is the study's database or the MLflow store not
     answering; None for any other error."""
+    import optuna
     from mlflow.exceptions import MlflowException
     from requests.exceptions import RequestException
     from sqlalchemy.exc import SQLAlchemyError

@@ -35,9 +35,17 @@ from pipeline.plumbing.errors import PipelineError, interrupt_on_sigterm, withou
 from pipeline.plumbing.phases import phase, start_job, write_phases
 from pipeline.sweeps import parent, worker
 from pipeline.sweeps.space import SearchSpace
-from pipeline.sweeps.storage import database_lock, open_storage, outage, quiet_optuna
-from pipeline.sweeps.trial import Attr, job_data, storage_url, trial_id
+from pipeline.sweeps.storage import (
+    Attr,
+    database_lock,
+    open_storage,
+    outage,
+    quiet_optuna,
+    storage_url,
+)
+from pipeline.sweeps.trial import trial_id
 from pipeline.tracking.tags import STUDY_TAG
+from pipeline.training.trainer import sweep_data
 
 WORKER_GRACE = 10  # seconds a stopped worker gets to settle its trial, before SIGKILL
 SHARED_NEEDS_STORAGE = (
@@ -118,7 +126,7 @@ class Study:
 
             mark_stale_runs(open_store(parent.tracking_of(self.config)), "sweep")
         with phase("warm-up"):  # before the parent run: missing data stops nothing midway
-            job_data()  # read once, before the fork: the workers share the arrays
+            sweep_data()  # read once, before the fork: the workers share the arrays
             if self.tracking:  # what every job's run records, found once for all of them
                 from pipeline.tracking.tags import installed_packages
                 from pipeline.tracking.training_runs import code_tags_once

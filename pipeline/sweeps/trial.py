@@ -10,10 +10,8 @@ Optuna's distributed examples do, with the pruner the config names.
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,45 +20,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
 from pipeline.nn import EpochRecord
-from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import interrupts_deferred
-from pipeline.plumbing.paths import NORMALISED_TEST, SPLIT_DEV, SPLIT_TRAIN
 from pipeline.plumbing.phases import phase
+from pipeline.sweeps.storage import STORAGE_CALLS, Attr, open_storage, storage_url
 from pipeline.tracking.tags import RETRIED_TAG, STUDY_TAG, TRIAL_TAG, WORKER_TAG
-from pipeline.training.trainer import load_split
 
 if TYPE_CHECKING:  # optuna is imported only in a sweep: a plain training does without it
     import optuna
-
-
-# One storage call at a time in a worker process: its heartbeat thread and its job both write
-# to the study, and two SQLite connections of one process, each waiting for the other's lock,
-# deadlock (seen: a report and a heartbeat, stuck until the busy timeout).
-STORAGE_CALLS = threading.Lock()
-
-
-class Attr:  # the user attributes the sweeps keep in the study's database
-    PARENT, ENDED, SHARED = "mlflow_parent_run_id", "ended", "shared"  # a study's: parent run,
-    WORKERS, SEARCH = "workers_joined", "search"  # how it ended, whether shared, workers, search
-    ERROR, WORKER = "error", "worker"  # a trial's: why it failed, which worker ran it
-
-
-def storage_url(sweeper, sweep_dir: str | Path) -> str:
-    """The study's database: `hydra.sweeper.storage`, or an SQLite file in the sweep's folder."""
-    return str(sweeper.storage or f"sqlite:///{Path(sweep_dir).resolve() / 'optuna.db'}")
-
-
-def storage_settings(url: str) -> dict | None:
-    """SQLite: workers wait for each other's writes (its 5 s default is short under load)."""
-    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-
-
-@functools.cache
-def storage_at(url: str):
-    """One storage object per database and worker process, for all the jobs it runs."""
-    import optuna
-
-    return optuna.storages.RDBStorage(url, engine_kwargs=storage_settings(url))
 
 
 def frozen_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
@@ -88,10 +54,15 @@ class SweepTrial:
         import optuna
 
         hydra = HydraConfig.get()
+        sweeper = hydra.sweeper
+        storage = open_storage(
+            storage_url(sweeper, hydra.sweep.dir), sweeper.heartbeat_interval,
+            sweeper.grace_period, sweeper.max_retry,
+        )  # fmt: skip
         with STORAGE_CALLS:  # the job's heartbeat thread runs already
             study = optuna.load_study(
-                study_name=str(hydra.sweeper.study_name), pruner=instantiate(hydra.sweeper.pruner),
-                storage=storage_at(storage_url(hydra.sweeper, hydra.sweep.dir)),
+                study_name=str(sweeper.study_name), storage=storage,
+                pruner=instantiate(sweeper.pruner),
             )  # fmt: skip
             frozen = frozen_trial(study, int(hydra.sweeper.trial))
             retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
@@ -142,25 +113,3 @@ class SweepTrial:
                     f"no checkpoint of trial {self.retried} on {host}: trained from epoch 1"
                 )
         return tags
-
-
-DATA_FILES = (SPLIT_TRAIN, SPLIT_DEV, NORMALISED_TEST)  # what every job reads
-_loaded: dict[tuple, tuple[dict, dict, dict]] = {}  # the data this process holds, one entry
-
-
-def job_data() -> tuple[dict, dict, dict]:
-    """The train, dev and test arrays, read once per sweep (the sweeper reads them before it
-    forks its workers) and kept, read-only, while the files stay the same."""
-    try:
-        key = tuple((s.st_ino, s.st_size, s.st_mtime_ns) for s in map(os.stat, DATA_FILES))
-    except OSError:  # a file is missing: the loaders say which, and how to make it
-        key = None
-    if key is None or key not in _loaded:
-        train, dev = load_split(SPLIT_TRAIN, SPLIT_DEV)
-        test = load_dataset(NORMALISED_TEST, made_by="normalise")
-        for array in (*train.values(), *dev.values(), *test.values()):
-            array.flags.writeable = False  # a job that wrote into them would change the next
-        _loaded.clear()
-        _loaded.update({key: (train, dev, test)} if key else {})
-        return train, dev, test
-    return _loaded[key]

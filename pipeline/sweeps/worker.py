@@ -30,8 +30,8 @@ from omegaconf import OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from pipeline.plumbing.errors import PipelineError, interrupt_on_sigterm, interrupts_deferred
-from pipeline.sweeps.storage import database_lock, heartbeats
-from pipeline.sweeps.trial import Attr, frozen_trial, trial_id
+from pipeline.sweeps.storage import Attr, database_lock, heartbeats
+from pipeline.sweeps.trial import frozen_trial, trial_id
 from pipeline.training.trainer import TrainingFailed
 
 INTERRUPTED, STUDY_FAILED = 130, 3  # a worker's exit codes besides 0 and 1

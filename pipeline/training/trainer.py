@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -38,7 +39,7 @@ from pipeline.plumbing.config import resume_command
 from pipeline.plumbing.datasets import load_dataset
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.files import save_arrays, write_json, write_text
-from pipeline.plumbing.paths import TrainOutputs
+from pipeline.plumbing.paths import NORMALISED_TEST, SPLIT_DEV, SPLIT_TRAIN, TrainOutputs
 from pipeline.plumbing.phases import move_time, phase
 from pipeline.plumbing.publish import shown
 from pipeline.plumbing.schema import Config
@@ -159,6 +160,29 @@ def load_split(train_path: Path, dev_path: Path) -> tuple[dict, dict]:
             f"{dev['images'].shape[1]}: rebuild both with `dvc repro -f split`"
         )
     return train, dev
+
+
+DATA_FILES = (SPLIT_TRAIN, SPLIT_DEV, NORMALISED_TEST)  # what every job reads
+_loaded: dict[tuple, tuple[dict, dict, dict]] = {}  # the data this process holds, one entry
+
+
+def sweep_data() -> tuple[dict, dict, dict]:
+    """The train, dev and test arrays of a sweep's jobs, read once per sweep (the sweeper reads
+    them before it forks its workers, which share them) and kept, read-only, while the files
+    stay the same."""
+    try:
+        key = tuple((s.st_ino, s.st_size, s.st_mtime_ns) for s in map(os.stat, DATA_FILES))
+    except OSError:  # a file is missing: the loaders say which, and how to make it
+        key = None
+    if key is None or key not in _loaded:
+        train, dev = load_split(SPLIT_TRAIN, SPLIT_DEV)
+        test = load_dataset(NORMALISED_TEST, made_by="normalise")
+        for array in (*train.values(), *dev.values(), *test.values()):
+            array.flags.writeable = False  # a job that wrote into them would change the next
+        _loaded.clear()
+        _loaded.update({key: (train, dev, test)} if key else {})
+        return train, dev, test
+    return _loaded[key]
 
 
 def run_training(
