@@ -10,7 +10,6 @@ Each function writes its PNG atomically and returns nothing; nothing here comput
 from __future__ import annotations
 
 import os
-
 from typing import TYPE_CHECKING
 
 import numpy as np
