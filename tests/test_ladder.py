@@ -80,7 +80,8 @@ def test_the_ladder_queues_each_preset_and_tables_its_run(reproduced, tmp_path):
     for path in presets.glob("*.yaml"):
         if path.stem != "notes":  # the real rows train for minutes: this project has two tiny
             path.unlink()
-    # One that learns its synthetic bars (beats 80% error), one that cannot in one tiny step.
+    # One that learns its synthetic bars (beats 80% error); one that could not in one tiny step,
+    # listed and not run (a failed verdict's ✘ is test_a_row_fitted_on_train_and_dev_…'s).
     (presets / "paper_easy.yaml").write_text(
         PRESET.format(lr=0.01, epochs=10, source="Easy 2001", row="16 units, easy", error=0.8)
     )
@@ -103,30 +104,23 @@ def test_the_ladder_queues_each_preset_and_tables_its_run(reproduced, tmp_path):
     run(["git", "commit", "-qm", "two papers"], project)
 
     default_store = ("MLFLOW_TRACKING_URI",)  # the project's mlflow.db
-    ran = run([*ladder, "run", "paper_hard", "paper_broken", "paper_easy"], project, check=False,
+    ran = run([*ladder, "run", "paper_broken", "paper_easy"], project, check=False,
               unset=default_store)  # fmt: skip
     assert ran.returncode == 1
     assert "ladder: error: paper_broken failed: `dvc queue logs NAME` shows why" in ran.stderr
     table = ran.stdout
-    runs = {}
     client = project_client(project)
-    for preset in ("paper_easy", "paper_hard"):
-        (found,) = client.search_runs(["1"], f"tags.`dvc.exp_name` = '{preset}'")
-        assert found.info.status == "FINISHED"
-        runs[preset] = found
-    easy, hard = runs["paper_easy"], runs["paper_hard"]
-    # They ran in copies under .dvc/tmp/exps/ but logged here, through $DVC_ROOT.
-    for found in (easy, hard):
-        assert found.info.artifact_uri.startswith((project / "mlruns").as_uri())
+    (easy,) = client.search_runs(["1"], "tags.`dvc.exp_name` = 'paper_easy'")
+    assert easy.info.status == "FINISHED"
+    # It ran in a copy under .dvc/tmp/exps/ but logged here, through $DVC_ROOT.
+    assert easy.info.artifact_uri.startswith((project / "mlruns").as_uri())
+    assert easy.data.params["optimizer.lr"] == "0.01" and easy.data.params["train.epochs"] == "10"
     assert (
-        easy.data.params["optimizer.lr"] == "0.01" and hard.data.params["optimizer.lr"] == "1e-06"
+        easy.data.tags["paper"] == "Easy 2001" and easy.data.tags["paper.row"] == "16 units, easy"
     )
-    assert easy.data.tags["paper"] == "Easy 2001"
-    assert hard.data.tags["paper.row"] == "16 units, hard"
-    assert hard.data.tags["paper.test_error"] == "0.001" and hard.data.params["train.epochs"] == "1"
+    assert easy.data.tags["paper.test_error"] == "0.8"
     easy_error = 1 - easy.data.metrics["test/accuracy"]
-    hard_error = 1 - hard.data.metrics["test/accuracy"]
-    assert easy_error <= 0.8 and hard_error > 0.001  # so the marks below are the true verdicts
+    assert easy_error <= 0.8  # so the mark below is the true verdict
     lines = [line for line in table.splitlines() if line.startswith(("notes", "paper_"))]
     # The notes' row has no published error and was not named: it is listed, not run here.
     assert [line.split()[0] for line in lines] == [
@@ -136,10 +130,10 @@ def test_the_ladder_queues_each_preset_and_tables_its_run(reproduced, tmp_path):
         "paper_hard",
     ]
     assert "not run" in lines[2]  # it failed: no tested run to show
-    assert "not run" in lines[0]
+    assert "not run" in lines[0] and "not run" in lines[3]  # not named
+    assert "0.10%" in lines[3]  # the paper's error, run or not
     assert f"{100 * easy_error:.2f}% ✔" in lines[1] and easy.info.run_id in lines[1]
-    assert f"{100 * hard_error:.2f}% ✘" in lines[3] and hard.info.run_id in lines[3]
-    assert "0.10%" in lines[3] and " 1 " in lines[3]  # the paper's error; the epochs
+    assert " 10 " in lines[1]  # its epochs
     # The experiments ran in copies: the workspace's outputs are its own, and no timing is in
     # any file git or DVC tracks.
     assert (project / "reports" / "test_metrics.json").read_bytes() == before
@@ -147,7 +141,7 @@ def test_the_ladder_queues_each_preset_and_tables_its_run(reproduced, tmp_path):
     assert "seconds" not in shown
     # Each experiment's row names its MLflow run (reports/mlflow_run.json, committed in it).
     rows = {line.split(",")[0]: line for line in shown.splitlines()}
-    assert easy.info.run_id in rows["paper_easy"] and hard.info.run_id in rows["paper_hard"]
+    assert easy.info.run_id in rows["paper_easy"]
     again = run([*ladder, "table", "--markdown"], project, unset=default_store)
     assert "| paper_easy | Easy 2001 | 16 units, easy | 80.00% |" in again.stdout
 

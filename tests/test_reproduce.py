@@ -37,7 +37,8 @@ def pipeline_run(project: Path):
     return found
 
 
-def assert_identical(project: Path, run_id: str) -> None:
+def assert_identical(project: Path, run_id: str):
+    """Reproduce `run_id` and check the verdict is identical everywhere; return the result."""
     result = reproduce(project, run_id)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "reproduce: identical: all" in result.stdout
@@ -52,10 +53,7 @@ def assert_identical(project: Path, run_id: str) -> None:
     assert rerun.data.metrics["test/accuracy"] == original.data.metrics["test/accuracy"]
     # The temporary worktree is gone again.
     assert len(run(["git", "worktree", "list"], project).stdout.splitlines()) == 1
-
-
-def test_a_clean_pipeline_run_reproduces_identically(project):
-    assert_identical(project, pipeline_run(project).info.run_id)
+    return result
 
 
 def test_a_run_from_a_dirty_tree_reproduces_with_its_patch(project):
@@ -137,15 +135,15 @@ def test_tampered_weights_make_the_verdict_differs_and_exit_non_zero(project):
     assert client.get_run(original.info.run_id).data.tags["reproduce.verdict"] == "differs"
 
 
-def test_data_comes_from_the_dvc_remote_when_no_cache_has_it(project, tmp_path):
+def test_a_clean_pipeline_run_reproduces_identically_its_data_from_the_dvc_remote(
+    project, tmp_path
+):
     dvc(["remote", "add", "-d", "shared", str(tmp_path / "remote")], project)
     dvc(["push"], project)
     shutil.rmtree(project / ".dvc" / "cache")  # neither the cache …
     for path in ("data/split/train.npz", "data/split/dev.npz", "data/normalised/test.npz"):
         (project / path).unlink()  # … nor the workspace has the data now
-    original = pipeline_run(project)
-    result = reproduce(project, original.info.run_id)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = assert_identical(project, pipeline_run(project).info.run_id)
     assert "data: train from the DVC remote; dev from the DVC remote; test from the DVC" in (
         result.stdout
     )

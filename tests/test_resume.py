@@ -30,7 +30,7 @@ from tests.conftest import (
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 100  # with writes every 0.5 s or so on a fast machine (COST_SHARE), a dozen
+EPOCHS = 60  # with writes every 0.5 s or so on a fast machine (COST_SHARE), about six
 # Slow enough epochs (tens of ms) to stop one in the middle; dropout, input dropout, shifts,
 # and affine and elastic distortions on: every random draw the training makes.
 LONG = [f"train.epochs={EPOCHS}", "model.hidden=[256,256]", "train.batch_size=4",

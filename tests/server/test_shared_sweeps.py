@@ -121,7 +121,7 @@ def test_a_killed_workers_trial_runs_again_from_its_checkpoint_on_its_own_machin
     project = project_with_data(tmp_path / "machine")
     study = f"resumed-{where.split()[0]}"
     # Epochs of tens of ms, to stop one in the middle.
-    settings = ("hydra.sweeper.n_trials=2", "train.epochs=100", "model.hidden=[256,256]",
+    settings = ("hydra.sweeper.n_trials=2", "train.epochs=60", "model.hidden=[256,256]",
                 "train.batch_size=4")  # fmt: skip
     first = start_worker(project, server, sweeper_env, study, *settings)
     checkpoint = project / "multirun" / study / "checkpoints" / "trial-1.npz"

@@ -177,7 +177,7 @@ def test_a_stopped_sweep_started_again_goes_on_from_its_checkpoints_to_the_same_
     trials, each from its checkpoint in its own run, and ends with the weights of a sweep that
     was never stopped."""
     grid = ["hydra.sweeper.n_jobs=2", "optimizer=nesterov,adam", "model.hidden=[256,256]",
-            "train.batch_size=4", "train.epochs=100", "train.max_shift=0"]  # fmt: skip
+            "train.batch_size=4", "train.epochs=60", "train.max_shift=0"]  # fmt: skip
     args = [
         sys.executable,
         "-m",
