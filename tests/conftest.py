@@ -128,14 +128,34 @@ def synthetic_mnist(tmp_path: Path) -> SyntheticMnist:
     return write_synthetic_mnist(tmp_path / "mnist-source")
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder `build(folder)` fills once per session, whichever xdist worker asks first; the
+    others wait for it and then read it. Tests only read it (or copy it)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.built"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory) -> Path:
     """A migrated, empty MLflow SQLite store, made once per session."""
-    import mlflow
 
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
+    def migrate(folder: Path) -> None:
+        import mlflow
+
+        mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+
+    return built_once(tmp_path_factory, "mlflow-template", migrate) / "mlflow.db"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -284,8 +304,14 @@ def ran_stages(output: str) -> list[str]:
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory, mlflow_template) -> Path:
     """A copy of the project whose data group points at synthetic files, reproduced once per
-    session (tests work on copies: `copy_reproduced`)."""
-    root = tmp_path_factory.mktemp("dvc")
+    session for all workers (tests read it, or work on copies: `copy_reproduced`)."""
+    folder = built_once(
+        tmp_path_factory, "dvc", lambda root: reproduce_synthetic(root, mlflow_template)
+    )
+    return folder / "project"
+
+
+def reproduce_synthetic(root: Path, mlflow_template: Path) -> None:
     source = write_synthetic_mnist(root / "source")
     project = copy_project(root / "project")
     files = "\n".join(
@@ -311,7 +337,6 @@ def reproduced(tmp_path_factory, mlflow_template) -> Path:
     assert ran_stages(first.stdout) == ALL_STAGES
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "reproduced"], project)
-    return project
 
 
 def move_store(database: Path, old_root: Path, new_root: Path) -> None:

@@ -152,13 +152,13 @@ def test_a_damaged_input_stops_its_stage_in_one_line(project, path, stage, damag
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
-def test_damaged_train_metrics_stop_evaluate_rebuilding_a_lost_run(project, damage, tmp_path):
+def test_damaged_train_metrics_stop_evaluate_rebuilding_a_lost_run(project, damage, mlflow_store):
     """With no run in the store for the model, evaluate logs one from the train outputs."""
     target = project / "reports" / "train_metrics.json"
     original = target.read_bytes()
     before = outputs_of("evaluate", project)
     target.write_bytes(DAMAGES[damage](original, str(target)))
-    env = {**tool_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'new.db'}"}
+    env = {**tool_env(), "MLFLOW_TRACKING_URI": mlflow_store}  # an empty store of its own
     try:
         result = subprocess.run(
             stage_command("evaluate"), cwd=project, env=env, capture_output=True, text=True
@@ -213,7 +213,7 @@ def test_damaged_logged_weights_stop_promote_in_one_line(project, damage):
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
-def test_a_damaged_checkpoint_is_one_line_and_a_fresh_start(project, damage, tmp_path):
+def test_a_damaged_checkpoint_is_one_line_and_a_fresh_start(project, damage, mlflow_store):
     """A checkpoint (made here by training in-process under the project's own fingerprint)
     damaged: train says so in one line, removes it, starts from epoch 1 and ends with the
     model an uninterrupted training makes."""
@@ -228,7 +228,7 @@ def test_a_damaged_checkpoint_is_one_line_and_a_fresh_start(project, damage, tmp
                 keeper=Checkpoints(checkpoint, fingerprint(config, data, project)))  # fmt: skip
     checkpoint.write_bytes(DAMAGES[damage](checkpoint.read_bytes(), str(checkpoint)))
     before = outputs_of("train", project)
-    env = {**tool_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}"}
+    env = {**tool_env(), "MLFLOW_TRACKING_URI": mlflow_store}  # an empty store of its own
     result = subprocess.run(
         stage_command("train"), cwd=project, env=env, capture_output=True, text=True
     )
