@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,11 +22,13 @@ def project(tmp_path) -> Path:
 
 
 def test_evaluate_logs_a_complete_new_run_when_the_training_run_is_gone(
-    project, tmp_path, monkeypatch
+    project, tmp_path, monkeypatch, mlflow_store, mlflow_template
 ):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'trained.db'}")
     run([sys.executable, "-m", "pipeline.train", *QUICK], project)
-    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"  # as if mlflow.db had been deleted
+    # Another empty store, as if mlflow.db had been deleted (and made again: migrated, it
+    # spares seconds of migrations; creating one is tests/tracking/test_store.py's).
+    shutil.copy(mlflow_template, tmp_path / "fresh.db")
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh)
     result = run([sys.executable, "-m", "pipeline.evaluate", *QUICK], project)
     assert "no MLflow run in the store saved models/model.npz; logging a new one" in result.stdout

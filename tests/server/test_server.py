@@ -6,6 +6,7 @@ stopped by the PIDs they recorded. Logins are checked against the real server: n
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
@@ -86,7 +87,10 @@ def test_pipeline_runs_as_an_edit_user_and_a_read_user_is_refused_writes(
     assert seen.info.status == "FINISHED" and "x" not in seen.data.tags
 
 
-def test_local_runs_are_copied_whole_into_the_server_once(server, tmp_path, monkeypatch):
+def test_local_runs_are_copied_whole_into_the_server_once(
+    server, tmp_path, monkeypatch, mlflow_template
+):
+    shutil.copy(mlflow_template, tmp_path / "local.db")  # migrated already: seconds saved
     local = f"sqlite:///{tmp_path / 'local.db'}"
     source = mlflow.MlflowClient(local)
     experiment = source.create_experiment("mnist-from-scratch")
