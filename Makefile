@@ -10,6 +10,9 @@ DEV_STAMP := $(VENV)/.installed-dev
 # No network beyond the package registries here, and none wanted in CI: no telemetry.
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
+# `make ui` and `make server` without MLflow 3's GenAI job runner (four processes this pipeline's
+# runs never use); set it to true to have them.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION ?= false
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv dev repro params check-params test test-fast bench mutants lint format lock clean-venv dag ui sweep \

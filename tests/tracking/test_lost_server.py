@@ -43,7 +43,9 @@ class Server:
             ["mlflow", "server", "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
              "--artifacts-destination", str(self.folder / "artifacts"),
              "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-            env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # Without MLflow 3's GenAI job runner: four processes fewer to start each time.
+            env={**tool_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # its workers share its process group, stopped with it
         )  # fmt: skip
         wait_for_http(f"{self.uri}/health", "mlflow server", timeout=90)
