@@ -68,6 +68,17 @@ def pytest_collection_modifyitems(items) -> None:
             if where.startswith(prefix):
                 item.add_marker(pytest.mark.xdist_group(group))
 
+    # Longest first, so that no long test is left to run alone at the end while the other
+    # worker idles: the server's group (minutes, on one worker), then the other slow tests,
+    # then the quick ones. A stable sort: pytest-randomly's shuffle stays within each.
+    def cost_rank(item) -> int:
+        group = item.get_closest_marker("xdist_group")
+        if group is not None and group.args == ("server",):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=cost_rank)
+
 
 FILE_NAMES = {
     "train_images": "train-images-idx3-ubyte",

@@ -57,20 +57,20 @@ def test_sigterm_mid_training_ends_the_run_killed(project, mlflow_store):
     assert len(mlflow.MlflowClient(mlflow_store).get_metric_history(killed.info.run_id, "dev/loss"))
 
 
-def test_eight_trainings_started_at_once_on_a_fresh_store_all_finish(project, tmp_path):
+def test_four_trainings_started_at_once_on_a_fresh_store_all_finish(project, tmp_path):
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"  # does not exist yet
     env = {**tool_env(), "MLFLOW_TRACKING_URI": uri}
     args = [sys.executable, "-m", "pipeline.train", *QUICK, "model.hidden=[4]", "train.epochs=1"]
     processes = [
         subprocess.Popen([*args, f"train.seed={seed}"], cwd=project, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for seed in range(8)
+        for seed in range(4)  # twice the cores of a small machine: they race to create it
     ]  # fmt: skip
     errors = [process.communicate(timeout=300)[1] for process in processes]
-    assert [process.returncode for process in processes] == [0] * 8, errors
+    assert [process.returncode for process in processes] == [0] * 4, errors
     runs = mlflow.MlflowClient(uri).search_runs(["1"])
-    assert len(runs) == 8 and {run.info.status for run in runs} == {"FINISHED"}
-    assert {run.data.params["train.seed"] for run in runs} == {str(seed) for seed in range(8)}
+    assert len(runs) == 4 and {run.info.status for run in runs} == {"FINISHED"}
+    assert {run.data.params["train.seed"] for run in runs} == {str(seed) for seed in range(4)}
 
 
 OUTPUTS = ["models/model.npz", "reports/train_metrics.json", "reports/train_history.csv"]
