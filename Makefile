@@ -92,8 +92,8 @@ postgres:  ## install Debian's PostgreSQL server for make server and the server 
 			--no-install-recommends postgresql > /dev/null || exit 1; \
 	fi
 
-test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps): under 30 s
-	$(BIN)/pytest -m "not slow"
+test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps), on every core
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS)
 
 bench: $(RUNTIME_STAMP)  ## what trust costs: portable vs native epochs, a sweep trial's phases (SQLite, server), tracking, distortions, checkpoints, sweep efficiency
 	$(BIN)/python benchmarks/overheads.py $(ARGS)
