@@ -164,11 +164,12 @@ def test_exp_run_with_an_override_runs_on_the_composed_params(project):
 # tests/test_ladder.py runs them, as `make ladder` does.
 
 
-def test_the_pipeline_run_is_one_complete_mlflow_run(reproduced, tmp_path):
+def test_the_pipeline_run_is_one_complete_mlflow_run(project, tmp_path):
     import mlflow
     import yaml
 
-    project = reproduced
+    # A copy: MLflow's client may write to the store it opens, and the other worker copies
+    # `reproduced` meanwhile.
     client = project_client(project)
     weights = hashlib.sha256((project / "models" / "model.npz").read_bytes()).hexdigest()
     (logged,) = client.search_runs(["1"], f"tags.`model.sha256` = '{weights}'")
@@ -263,8 +264,9 @@ def test_a_clean_clone_reproduces_the_commit_byte_for_byte(reproduced, tmp_path)
     assert "best" in metrics["reports/train_metrics.json"]["data"]
 
 
-def test_plots_show_curves_confusion_and_figures(reproduced):
-    project = reproduced
+def test_plots_show_curves_confusion_and_figures(project):
+    # A copy: dvc writes its lock and temporary files, and `reproduced` is read by the other
+    # worker (copied, while this runs) too.
     plots = json.loads(dvc(["plots", "show", "--json"], project).stdout)["data"]
     assert {"loss", "accuracy", "confusion"} <= set(plots)
     assert all(plots[name][0]["type"] == "vega" for name in ("loss", "accuracy", "confusion"))
