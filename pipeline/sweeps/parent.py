@@ -7,7 +7,7 @@
 The best child is chosen by the dev accuracy of its saved model (test accuracy is reported,
 never used to choose). The figures, drawn by `optuna.visualization.matplotlib`, are the
 optimisation history, every trial's dev-accuracy curve (pruned ones marked where they stopped)
-and the parameters' importances.
+and, when two or more parameters are searched, their importances.
 """
 
 from __future__ import annotations
@@ -119,7 +119,10 @@ def figures(run: Run, study: optuna.Study) -> None:
 
     drawers = {"optimization_history": plots.plot_optimization_history,
                "intermediate_values": plots.plot_intermediate_values}  # fmt: skip
-    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    # Importances rank two or more searched parameters (one alone is always 100%): only then
+    # is the chart worth its second of importing scikit-learn for Optuna's fANOVA.
+    if len(complete) >= 2 and len({name for t in complete for name in t.distributions}) >= 2:
         drawers["param_importances"] = plots.plot_param_importances
     pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
     ends = [max(t.intermediate_values.items()) for t in pruned if t.intermediate_values]

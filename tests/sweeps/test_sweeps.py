@@ -77,6 +77,11 @@ def test_a_two_job_sweep_is_one_parent_with_two_children(project, tmp_path, mlfl
         "config.yaml", "environment", "reports", "weights"
     }  # fmt: skip
     assert {c.data.tags["model.logged"] for c in children} == {"weights"}
+    # One parameter searched: no importances chart (it would say 100%), the other two are there.
+    figures = mlflow.MlflowClient(mlflow_store).list_artifacts(parent.info.run_id, "figures")
+    assert {Path(f.path).name for f in figures} == {
+        "optimization_history.png", "intermediate_values.png"
+    }  # fmt: skip
     # Scores, test metrics and the weights' hash arrive in one batch at the job's end.
     weights = (tmp_path / "sweep").glob("*/models/model.npz")
     saved = {hashlib.sha256(path.read_bytes()).hexdigest() for path in weights}
