@@ -222,11 +222,10 @@ def start() -> None:
         f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n",
     )
     ini.chmod(0o600)
+    env = {**os.environ, **keys, "MLFLOW_AUTH_CONFIG_PATH": str(ini)}
     # MLflow 3 also starts a job runner and three task consumers for its GenAI jobs, four more
     # processes (seconds of CPU to start, memory held) that runs of this pipeline never use.
-    jobs = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get(
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}  # fmt: skip
-    env = {**os.environ, **keys, **jobs, "MLFLOW_AUTH_CONFIG_PATH": str(ini)}
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = [
         str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", "basic-auth",
         "--backend-store-uri", store, "--artifacts-destination", artifacts, "--serve-artifacts",
