@@ -61,6 +61,9 @@ XDIST_GROUPS = {
 }
 
 
+# First: xdist's worker reads the xdist_group marks in its own hook (it tags each test's ID with
+# its group), and the conftest is registered before that plugin, so would otherwise run after.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         where = Path(str(item.fspath)).relative_to(REPO).as_posix()

@@ -4,6 +4,7 @@ start` and stopped by the PIDs it recorded, once for the whole session."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -61,8 +62,26 @@ def alive(pid: int) -> bool:
         return False
 
 
+def started_once(tmp_path_factory) -> None:
+    """Fail if another xdist worker of this session started a server already: the tests of
+    this folder are one xdist group (tests/conftest.py), so one worker runs them all."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    shared = tmp_path_factory.getbasetemp().parent  # the session's folder, above each worker's
+    try:
+        (shared / "server-started").open("x").close()
+        return
+    except FileExistsError:
+        pass
+    pytest.fail(
+        "a second xdist worker is starting the server: `--dist loadgroup` did not group "
+        "the server's tests (see XDIST_GROUPS in tests/conftest.py)"
+    )
+
+
 @pytest.fixture(scope="session")
-def server():
+def server(tmp_path_factory):
+    started_once(tmp_path_factory)
     # Not under pytest's own temp folder (mode 700): PostgreSQL runs as its own user there.
     folder = Path(tempfile.mkdtemp(prefix="pipeline-server-"))
     folder.chmod(0o755)
