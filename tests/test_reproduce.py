@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -56,7 +57,11 @@ def assert_identical(project: Path, run_id: str):
     return result
 
 
-def test_a_run_from_a_dirty_tree_reproduces_with_its_patch(project):
+def test_a_run_from_a_dirty_tree_reproduces_with_its_patch_and_its_data_from_the_remote(
+    project, tmp_path
+):
+    """A run made with an uncommitted change comes out identical from its logged patch, with
+    its data pulled from the DVC remote: neither the cache nor the workspace has it then."""
     trainer = project / "pipeline" / "training" / "trainer.py"
     text = trainer.read_text()
     assert "default_rng(config.train.seed)" in text
@@ -71,7 +76,15 @@ def test_a_run_from_a_dirty_tree_reproduces_with_its_patch(project):
     added = [line for line in Path(patch).read_text().splitlines() if line.startswith("+ ")]
     assert any("default_rng(7)" in line for line in added)
     trainer.write_text(text)  # the tree is clean again: only the logged patch brings it back
-    assert_identical(project, dirty.info.run_id)
+    dvc(["remote", "add", "-d", "shared", str(tmp_path / "remote")], project)
+    dvc(["push"], project)
+    shutil.rmtree(project / ".dvc" / "cache")  # neither the cache …
+    for path in ("data/split/train.npz", "data/split/dev.npz", "data/normalised/test.npz"):
+        (project / path).unlink()  # … nor the workspace has the data now
+    result = assert_identical(project, dirty.info.run_id)
+    assert "data: train from the DVC remote; dev from the DVC remote; test from the DVC" in (
+        result.stdout
+    )
 
 
 def test_a_pruned_sweep_trial_is_a_finished_run_that_reproduces_identically(project):
@@ -123,40 +136,25 @@ def test_a_run_whose_data_is_gone_says_so_and_logs_nothing(project):
     assert client.search_runs(["1"], f"tags.reproduces = '{original.info.run_id}'") == []
 
 
-def test_tampered_weights_make_the_verdict_differs_and_exit_non_zero(project):
-    original = pipeline_run(project)
-    client = project_client(project)
-    client.set_tag(original.info.run_id, "model.sha256", "f" * 64)
-    result = reproduce(project, original.info.run_id)
-    assert result.returncode == 1
-    (row,) = [line for line in result.stdout.splitlines() if "weights sha256" in line]
-    assert row.split()[-1] == "differs" and "f" * 24 in row
-    assert "reproduce: differs: 1 of" in result.stdout
-    assert client.get_run(original.info.run_id).data.tags["reproduce.verdict"] == "differs"
-
-
-def test_a_clean_pipeline_run_reproduces_identically_its_data_from_the_dvc_remote(
-    project, tmp_path
-):
-    dvc(["remote", "add", "-d", "shared", str(tmp_path / "remote")], project)
-    dvc(["push"], project)
-    shutil.rmtree(project / ".dvc" / "cache")  # neither the cache …
-    for path in ("data/split/train.npz", "data/split/dev.npz", "data/normalised/test.npz"):
-        (project / path).unlink()  # … nor the workspace has the data now
-    result = assert_identical(project, pipeline_run(project).info.run_id)
-    assert "data: train from the DVC remote; dev from the DVC remote; test from the DVC" in (
-        result.stdout
-    )
-
-
-def test_data_no_store_has_is_rebuilt_by_the_data_stages_and_verified(project):
+def test_data_no_store_has_is_rebuilt_and_tampered_weights_make_the_verdict_differs(project):
+    """No cache, workspace or remote has the run's data: fetch, normalise and split rebuild it,
+    verified by md5. The run's recorded weights hash was tampered with: that row, and only
+    that row, differs, and the command exits 1."""
     shutil.rmtree(project / ".dvc" / "cache")
     for path in ("data/split/train.npz", "data/split/dev.npz", "data/normalised/test.npz"):
         (project / path).unlink()
     original = pipeline_run(project)
+    client = project_client(project)
+    client.set_tag(original.info.run_id, "model.sha256", "f" * 64)
     result = reproduce(project, original.info.run_id)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
     assert "data: rebuilt by fetch, normalise and split (train, dev, test)" in result.stdout
+    (row,) = [line for line in result.stdout.splitlines() if "weights sha256" in line]
+    assert row.split()[-1] == "differs" and "f" * 24 in row
+    assert "differs by" not in result.stdout  # every metric, test/accuracy too, identical
+    (verdict,) = re.findall(r"reproduce: differs: 1 of (\d+) values", result.stdout)
+    assert int(verdict) > 1 and "test/accuracy" in result.stdout
+    assert client.get_run(original.info.run_id).data.tags["reproduce.verdict"] == "differs"
 
 
 def test_an_unknown_run_or_a_missing_commit_is_one_line_and_exit_2(project):

@@ -92,11 +92,11 @@ def code_tags() -> tuple[dict[str, str], str | None]:
 def installed_packages() -> str:
     """`name==version` of every installed distribution, sorted: the package set a run used
     (read once per process: what it imported was installed when it started)."""
-    found = {
-        f"{dist.metadata['Name'].lower().replace('_', '-')}=={dist.version}"
-        for dist in metadata.distributions()
-        if dist.metadata["Name"]
-    }
+    found = set()
+    for dist in metadata.distributions():
+        headers = dist.metadata  # parsed anew on each access: once per distribution
+        if headers["Name"]:
+            found.add(f"{headers['Name'].lower().replace('_', '-')}=={headers['Version']}")
     return "\n".join(sorted(found)) + "\n"
 
 
