@@ -1,8 +1,8 @@
 """Sweeps over many machines (pipeline/sweeps/study.py), for real: worker processes, each in its
 own project copy as if on its own machine, join one Optuna study in the server's PostgreSQL and
 log to the server as a user with EDIT. The study runs exactly the trials asked, under one parent
-run; a worker killed mid-trial loses that trial, which ends FAILED and runs again once a worker
-is started again.
+run, and a trial logged to the server reproduces identically; a worker killed mid-trial loses
+that trial, which ends FAILED and runs again once a worker is started again.
 """
 
 from __future__ import annotations
@@ -68,10 +68,12 @@ def study_runs(server: Server, study: str, monkeypatch):
     return parents, trials
 
 
-def test_two_workers_run_one_study_of_exactly_the_trials_asked(
-    server, sweeper_env, tmp_path, monkeypatch
+def test_two_workers_run_one_study_of_exactly_the_trials_asked_and_its_best_reproduces(
+    server, sweeper_env, reproduced, tmp_path, monkeypatch
 ):
-    machines = [project_with_data(tmp_path / f"machine-{n}") for n in (1, 2)]
+    """Each machine a copy of one committed DVC project (so a trial can be made again); then a
+    trial logged to the server reproduces identically from the first machine."""
+    machines = [copy_reproduced(reproduced, tmp_path / f"machine-{n}") for n in (1, 2)]
     workers = [
         start_worker(project, server, sweeper_env, "two-workers", "hydra.sweeper.n_trials=4")
         for project in machines
@@ -97,6 +99,19 @@ def test_two_workers_run_one_study_of_exactly_the_trials_asked(
         assert run.data.metrics["model/dev_accuracy"] == trial.value
     best = max(trials, key=lambda run: run.data.metrics["model/dev_accuracy"])
     assert parent.data.tags["best_run_id"] == best.info.run_id
+    env = {**sweeper_env, "MLFLOW_TRACKING_URI": server.uri}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.reproduce", best.info.run_id],
+        cwd=machines[0], env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "reproduce: identical: all" in done.stdout
+    admin = client_as(server, "admin", server.secret("MLFLOW_AUTH_ADMIN_PASSWORD"), monkeypatch)
+    (rerun,) = admin.search_runs(
+        [best.info.experiment_id], f"tags.reproduces = '{best.info.run_id}'"
+    )
+    assert rerun.info.status == "FINISHED"
+    assert admin.get_run(best.info.run_id).data.tags["reproduce.verdict"] == "identical"
     # A worker that would run another search in the same study is refused, in one line.
     other = start_worker(
         machines[0], server, sweeper_env, "two-workers", "hydra.sweeper.n_trials=5"
@@ -162,26 +177,3 @@ def test_a_killed_workers_trial_runs_again_from_its_checkpoint_on_its_own_machin
         assert retry.data.tags["restarted"].startswith("no checkpoint of trial 1 on ")
         status = {int(run.data.tags["optuna.trial"]): run.info.status for run in runs}
         assert status == {0: "FINISHED", 1: "FAILED", 2: "FINISHED"}
-
-
-def test_a_trial_logged_to_the_server_reproduces_identically(
-    server, sweeper_env, reproduced, tmp_path, monkeypatch
-):
-    project = copy_reproduced(reproduced, tmp_path)  # a committed DVC project: reproducible
-    worker = start_worker(project, server, sweeper_env, "reproduced", "hydra.sweeper.n_trials=1")
-    output = finish(worker)
-    assert worker.returncode == 0, output
-    (_parent,), (trial,) = study_runs(server, "reproduced", monkeypatch)
-    env = {**sweeper_env, "MLFLOW_TRACKING_URI": server.uri}
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.reproduce", trial.info.run_id],
-        cwd=project, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "reproduce: identical: all" in done.stdout
-    admin = client_as(server, "admin", server.secret("MLFLOW_AUTH_ADMIN_PASSWORD"), monkeypatch)
-    (rerun,) = admin.search_runs(
-        [trial.info.experiment_id], f"tags.reproduces = '{trial.info.run_id}'"
-    )
-    assert rerun.info.status == "FINISHED"
-    assert admin.get_run(trial.info.run_id).data.tags["reproduce.verdict"] == "identical"
