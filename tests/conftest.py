@@ -183,6 +183,22 @@ def session_store(mlflow_template, tmp_path_factory):
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+@pytest.fixture(autouse=True)
+def mlflow_uri_kept():
+    """`mlflow.set_tracking_uri` (which the pipeline's commands call, in process too) sets a
+    process-wide URI and $MLFLOW_TRACKING_URI: each test leaves both as it found them, so the
+    next one logs where its own fixtures say."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        mlflow.set_tracking_uri(None)  # back to "unset": the variable decides again
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @pytest.fixture
 def mlflow_store(mlflow_template, tmp_path, monkeypatch) -> str:
     """A fresh store of this test's own, made the tracking URI; returns the URI."""
@@ -234,6 +250,16 @@ def run(
             f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+def run_main(main, argv: list[str], capsys) -> subprocess.CompletedProcess:
+    """A command's `main(argv)` in this process, with its exit code and what it printed: what
+    `python -m` runs, without a second interpreter importing MLflow again (seconds). For the
+    commands that act on this repository (its conf/ and code) and a store the test names."""
+    capsys.readouterr()
+    code = main(argv)
+    printed = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, printed.out, printed.err)
 
 
 def sigterm_after(args: list[str], cwd: Path, marker: str, timeout: float = 60) -> tuple[int, str]:

@@ -1,7 +1,9 @@
 """Every file a stage or command reads, damaged each way a disk or a hand damages one: cut
 short, emptied, bytes changed in the middle, another format under its name. The real entry
 point that reads it ends with one line naming the file, a non-zero exit, no traceback, and
-the outputs it would have replaced as they were.
+the outputs it would have replaced as they were. The stages run as processes in a project
+copy, as DVC runs them; `reproduce` and `promote`, which read only the store, run their
+`main` in this process.
 
 The files come from dvc.yaml (each stage's data deps and params) and from the paths module
 (what the stages write): a file added to either is damaged here too, or, if no stage reads
@@ -22,7 +24,7 @@ import pytest
 import yaml
 
 from pipeline.plumbing.paths import CHECKPOINT, EXPERIMENT_RUN, ROOT, STAGE_OUTPUTS
-from tests.conftest import copy_reproduced, run, tool_env
+from tests.conftest import copy_reproduced, run, run_main, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -180,32 +182,39 @@ def store_file(project: Path, run_id: str, artifact: str) -> Path:
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
-def test_a_damaged_run_record_stops_reproduce_in_one_line(project, damage):
+def test_a_damaged_run_record_stops_reproduce_in_one_line(project, damage, monkeypatch, capsys):
+    """`reproduce`'s main, in process, on the project copy's store (what it reads first is the
+    record, before any worktree or data of this repository)."""
+    from pipeline import reproduce
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     (logged,) = client.search_runs(["1"], "tags.`pipeline.kind` = 'pipeline'", max_results=1)
     target = store_file(project, logged.info.run_id, "config.yaml")
     original = target.read_bytes()
     target.write_bytes(DAMAGES[damage](original, "config.yaml"))
     try:
-        command = [sys.executable, "-m", "pipeline.reproduce", logged.info.run_id]
-        result = run(command, project, check=False, unset=("MLFLOW_TRACKING_URI",))
+        result = run_main(reproduce.main, [logged.info.run_id], capsys)
     finally:
         target.write_bytes(original)
     print(f"run record config.yaml {damage}: {assert_one_line(result, 'reproduce', 'config.yaml')}")
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
-def test_damaged_logged_weights_stop_promote_in_one_line(project, damage):
-    """A sweep job's model is its weights in the store; `promote` reads them."""
+def test_damaged_logged_weights_stop_promote_in_one_line(project, damage, monkeypatch, capsys):
+    """A sweep job's model is its weights in the store; `promote` (its main, in process, on
+    the project copy's store) reads them."""
+    from pipeline import runs
+
     uri = f"sqlite:///{project / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = mlflow.MlflowClient(uri)
     child = client.create_run("1", tags={"model.logged": "weights"})
     client.log_artifact(child.info.run_id, str(project / "models" / "model.npz"), "weights")
     client.set_terminated(child.info.run_id)
     target = store_file(project, child.info.run_id, "weights/model.npz")
     target.write_bytes(DAMAGES[damage](target.read_bytes(), "model.npz"))
-    command = [sys.executable, "-m", "pipeline.runs", "promote", child.info.run_id]
-    result = run(command, project, check=False, unset=("MLFLOW_TRACKING_URI",))
+    result = run_main(runs.main, ["promote", child.info.run_id], capsys)
     line = assert_one_line(result, "runs", "model.npz")
     print(f"logged weights {damage}: {line}")
     assert f"run {child.info.run_id}'s weights/model.npz is damaged" in line  # not a temp copy
