@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline import runs as runs_command
 from pipeline.plumbing.paths import CHECKPOINT
 from tests.conftest import (
     copy_reproduced,
@@ -24,6 +25,7 @@ from tests.conftest import (
     project_client,
     ran_stages,
     run,
+    run_main,
     tool_env,
     wait_for_writes,
 )
@@ -135,7 +137,9 @@ def test_a_training_stopped_twice_with_ctrl_c_and_sigterm_resumes_to_the_same_bi
     assert_one_whole_run(project, runs[0], [reached, reached_again])
 
 
-def test_a_killed_native_speed_training_with_patience_resumes_to_the_same_bits(project):
+def test_a_killed_native_speed_training_with_patience_resumes_to_the_same_bits(
+    project, monkeypatch, capsys
+):
     args = [*TRAIN, *LONG, "compute=native_speed", "train.patience=30"]
     run([*args, "tracking.enabled=false"], project)
     uninterrupted = outputs(project)
@@ -144,9 +148,10 @@ def test_a_killed_native_speed_training_with_patience_resumes_to_the_same_bits(p
     assert killed.returncode == -signal.SIGKILL
     lost = training_runs(project)[0]
     assert lost.info.status == "RUNNING"  # SIGKILL leaves it so: the resumed process takes it
-    stale = run([sys.executable, "-m", "pipeline.runs", "stale"], project,
-                unset=("MLFLOW_TRACKING_URI",))  # fmt: skip
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    stale = run_main(runs_command.main, ["stale"], capsys)  # `python -m pipeline.runs stale`'s main
     assert lost.info.run_id in stale.stdout
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the project store: by its conf
 
     finished = run(args, project, unset=("MLFLOW_TRACKING_URI",))
     resumed = int(finished.stdout.split("going on from epoch ")[1].split(",")[0])
