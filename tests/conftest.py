@@ -337,6 +337,31 @@ def project_client(project: Path):
     return mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
 
 
+def run_reproduce(project: Path, run_id: str):
+    """`python -m pipeline.reproduce RUN_ID` in `project`, on its own store."""
+    args = [sys.executable, "-m", "pipeline.reproduce", run_id]
+    return run(args, project, check=False, unset=("MLFLOW_TRACKING_URI",))
+
+
+def assert_identical(project: Path, run_id: str):
+    """Reproduce `run_id` and check the verdict is identical everywhere; return the result."""
+    result = run_reproduce(project, run_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reproduce: identical: all" in result.stdout
+    assert "weights sha256" in result.stdout and "test/accuracy" in result.stdout
+    client = project_client(project)
+    (rerun,) = client.search_runs(["1"], f"tags.reproduces = '{run_id}'")
+    assert rerun.info.status == "FINISHED"
+    assert rerun.data.tags["reproduce.verdict"] == "identical"
+    original = client.get_run(run_id)
+    assert original.data.tags["reproduce.verdict"] == "identical"
+    assert original.data.tags["reproduce.by"] == rerun.info.run_id
+    assert rerun.data.metrics["test/accuracy"] == original.data.metrics["test/accuracy"]
+    # The temporary worktree is gone again.
+    assert len(run(["git", "worktree", "list"], project).stdout.splitlines()) == 1
+    return result
+
+
 def ran_stages(output: str) -> list[str]:
     return re.findall(r"Running stage '([a-z_]+)'", output)
 

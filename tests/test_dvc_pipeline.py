@@ -25,6 +25,7 @@ from pipeline.nn import model_from_arrays
 from pipeline.plumbing.config import flatten
 from tests.conftest import (
     REPO,
+    assert_identical,
     copy_reproduced,
     dvc,
     project_client,
@@ -150,6 +151,8 @@ def test_exp_run_with_an_override_runs_on_the_composed_params(project):
     assert "models:/mnist-mlp@pipeline is now version" in promoted.stdout
     now = client.get_model_version_by_alias("mnist-mlp", "pipeline")
     assert now.run_id == runs[0].info.run_id
+    # And the experiment's run is made again bit for bit (`python -m pipeline.reproduce`).
+    assert_identical(project, runs[0].info.run_id)
 
 
 # Queued experiments (`dvc exp run --queue`, then the queue) logging to the real root store:

@@ -1,12 +1,13 @@
 """`python -m pipeline.reproduce RUN_ID` on real runs: a real git worktree of the run's commit,
-the real DVC cache of a reproduced project, real SQLite stores. A pipeline run, a run from a
-dirty tree (its patch applied), a sweep child and a DVC experiment each come out identical; a
-run whose data can no longer be had, or whose recorded weights were tampered with, does not."""
+the real DVC cache of a reproduced project, real SQLite stores. A run from a dirty tree (its
+patch applied) and a sweep child each come out identical; a run whose data can no longer be
+had, or whose recorded weights were tampered with, does not. (A DVC experiment's run is made
+again in test_dvc_pipeline, a resumed pipeline run in test_resume, a server's trial in
+tests/server.)"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 import sys
@@ -16,7 +17,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import copy_reproduced, dvc, project_client, run
+from tests.conftest import (
+    assert_identical,
+    copy_reproduced,
+    dvc,
+    project_client,
+    run,
+    run_reproduce,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -26,35 +34,11 @@ def project(reproduced, tmp_path) -> Path:
     return copy_reproduced(reproduced, tmp_path)
 
 
-def reproduce(project: Path, run_id: str):
-    args = [sys.executable, "-m", "pipeline.reproduce", run_id]
-    return run(args, project, check=False, unset=("MLFLOW_TRACKING_URI",))
-
-
 def pipeline_run(project: Path):
     """The run that trained the project's models/model.npz."""
     weights = hashlib.sha256((project / "models" / "model.npz").read_bytes()).hexdigest()
     (found,) = project_client(project).search_runs(["1"], f"tags.`model.sha256` = '{weights}'")
     return found
-
-
-def assert_identical(project: Path, run_id: str):
-    """Reproduce `run_id` and check the verdict is identical everywhere; return the result."""
-    result = reproduce(project, run_id)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "reproduce: identical: all" in result.stdout
-    assert "weights sha256" in result.stdout and "test/accuracy" in result.stdout
-    client = project_client(project)
-    (rerun,) = client.search_runs(["1"], f"tags.reproduces = '{run_id}'")
-    assert rerun.info.status == "FINISHED"
-    assert rerun.data.tags["reproduce.verdict"] == "identical"
-    original = client.get_run(run_id)
-    assert original.data.tags["reproduce.verdict"] == "identical"
-    assert original.data.tags["reproduce.by"] == rerun.info.run_id
-    assert rerun.data.metrics["test/accuracy"] == original.data.metrics["test/accuracy"]
-    # The temporary worktree is gone again.
-    assert len(run(["git", "worktree", "list"], project).stdout.splitlines()) == 1
-    return result
 
 
 def test_a_run_from_a_dirty_tree_reproduces_with_its_patch_and_its_data_from_the_remote(
@@ -116,19 +100,11 @@ def test_a_pruned_sweep_trial_is_a_finished_run_that_reproduces_identically(proj
     assert_identical(project, children[0].info.run_id)
 
 
-def test_a_dvc_experiment_reproduces_identically(project):
-    dvc(["exp", "run", "-S", "optimizer.lr=0.002", "-n", "lr2"], project)
-    run_id = json.loads((project / "reports" / "mlflow_run.json").read_text())["run_id"]
-    experiment = project_client(project).get_run(run_id)
-    assert experiment.data.tags["dvc.exp_name"] == "lr2"
-    assert_identical(project, run_id)
-
-
 def test_a_run_whose_data_is_gone_says_so_and_logs_nothing(project):
     original = pipeline_run(project)
     client = project_client(project)
     client.set_tag(original.info.run_id, "data.train.md5", "0" * 32)  # no file has this hash
-    result = reproduce(project, original.info.run_id)
+    result = run_reproduce(project, original.info.run_id)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"the run's train data (data.train.md5={'0' * 32}) is in no DVC cache" in result.stderr
@@ -146,7 +122,7 @@ def test_data_no_store_has_is_rebuilt_and_tampered_weights_make_the_verdict_diff
     original = pipeline_run(project)
     client = project_client(project)
     client.set_tag(original.info.run_id, "model.sha256", "f" * 64)
-    result = reproduce(project, original.info.run_id)
+    result = run_reproduce(project, original.info.run_id)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "data: rebuilt by fetch, normalise and split (train, dev, test)" in result.stdout
     (row,) = [line for line in result.stdout.splitlines() if "weights sha256" in line]
@@ -158,13 +134,13 @@ def test_data_no_store_has_is_rebuilt_and_tampered_weights_make_the_verdict_diff
 
 
 def test_an_unknown_run_or_a_missing_commit_is_one_line_and_exit_2(project):
-    unknown = reproduce(project, "0" * 32)
+    unknown = run_reproduce(project, "0" * 32)
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert f"reproduce: error: no run {'0' * 32} in sqlite:///" in unknown.stderr
     original = pipeline_run(project)
     client = project_client(project)
     client.set_tag(original.info.run_id, "mlflow.source.git.commit", "f" * 40)  # not in git
-    result = reproduce(project, original.info.run_id)
+    result = run_reproduce(project, original.info.run_id)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"commit {'f' * 12} is not in this repository" in result.stderr
     assert "git fetch" in result.stderr  # the way out is named
