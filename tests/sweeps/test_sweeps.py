@@ -56,48 +56,11 @@ def assert_parent_summarises(parent, children) -> None:
     assert parent.data.metrics["sweep/children"] == len(children)
 
 
-def test_a_two_job_sweep_is_one_parent_with_two_children(project, tmp_path, mlflow_store):
-    sweep(project, tmp_path / "sweep", "optimizer=nesterov,adam")
-    (parent,), children = runs_by_kind(mlflow_store)
-    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
-    assert {c.data.params["optimizer.name"] for c in children} == {"sgd", "adam"}
-    assert parent.data.params["sweep.overrides"].endswith(
-        "train.max_shift=0 optimizer=nesterov,adam"
-    )
-    assert_parent_summarises(parent, children)
-    for child in children:  # each job trained, then scored its model on dev and test
-        assert {"dev/accuracy", "test/accuracy", "test/macro_f1"} <= set(child.data.metrics)
-    # Job outputs stay in the sweep folder, never in the DVC-tracked paths.
-    assert (tmp_path / "sweep" / "0" / "models" / "model.npz").is_file()
-    assert (tmp_path / "sweep" / "1" / "reports" / "test_metrics.json").is_file()
-    # Figures are drawn only when asked (tracking.sweep_figures): a job spends its time learning.
-    assert not (tmp_path / "sweep" / "1" / "reports" / "figures").exists()
-    # A job logs its weights, one file; `promote` makes the pyfunc (tests/tracking/).
-    assert artifact_names(children[0], mlflow_store) == {
-        "config.yaml", "environment", "reports", "weights"
-    }  # fmt: skip
-    assert {c.data.tags["model.logged"] for c in children} == {"weights"}
-    # One parameter searched: no importances chart (it would say 100%), the other two are there.
-    figures = mlflow.MlflowClient(mlflow_store).list_artifacts(parent.info.run_id, "figures")
-    assert {Path(f.path).name for f in figures} == {
-        "optimization_history.png", "intermediate_values.png"
-    }  # fmt: skip
-    # Scores, test metrics and the weights' hash arrive in one batch at the job's end.
-    weights = (tmp_path / "sweep").glob("*/models/model.npz")
-    saved = {hashlib.sha256(path.read_bytes()).hexdigest() for path in weights}
-    assert {c.data.tags["model.sha256"] for c in children} == saved
-    scores = {"best/dev_accuracy", "model/dev_accuracy", "test/f1_digit_9"}
-    assert all(scores <= set(c.data.metrics) for c in children)
-    assert all(c.data.tags["data.test.md5"] for c in children)  # with the run's start
-    assert not (project / "models").exists()
-    assert [p.name for p in (project / "reports").iterdir()] == ["mlflow_run.json"]  # untouched
-
-
 def weights_md5(sweep_dir: Path) -> set[str]:
     return {hashlib.md5(p.read_bytes()).hexdigest() for p in sweep_dir.glob("*/models/model.npz")}
 
 
-def test_two_workers_on_a_fresh_store_lose_no_run_and_train_the_same_bits(
+def test_a_two_worker_sweep_on_a_fresh_store_is_one_parent_its_children_and_the_same_bits(
     project, tmp_path, monkeypatch
 ):
     # No store exists yet: the sweeper creates it once, before its two workers start.
@@ -120,6 +83,33 @@ def test_two_workers_on_a_fresh_store_lose_no_run_and_train_the_same_bits(
     assert {c.data.tags["compute.blas_kernel"] for c in children} == {"Haswell"}
     assert {c.data.tags["compute.numpy_simd"] for c in children} == {"X86_V3"}
     assert "Traceback" not in result.stderr
+    assert parent.data.params["sweep.overrides"].endswith("optimizer=nesterov,adam seed=1,2")
+    for child in children:  # each job trained, then scored its model on dev and test
+        assert {"dev/accuracy", "test/accuracy", "test/macro_f1"} <= set(child.data.metrics)
+    # Job outputs stay in the sweep folder, never in the DVC-tracked paths.
+    assert (tmp_path / "two" / "0" / "models" / "model.npz").is_file()
+    assert (tmp_path / "two" / "1" / "reports" / "test_metrics.json").is_file()
+    # Figures are drawn only when asked (tracking.sweep_figures): a job spends its time learning.
+    assert not (tmp_path / "two" / "1" / "reports" / "figures").exists()
+    # A job logs its weights, one file; `promote` makes the pyfunc (tests/tracking/).
+    assert artifact_names(children[0], uri) == {"config.yaml", "environment", "reports", "weights"}
+    assert {c.data.tags["model.logged"] for c in children} == {"weights"}
+    # Two parameters searched: the parent has the importances chart beside the other two.
+    figures = mlflow.MlflowClient(uri).list_artifacts(parent.info.run_id, "figures")
+    assert {Path(f.path).name for f in figures} == {
+        "optimization_history.png", "intermediate_values.png", "param_importances.png"
+    }  # fmt: skip
+    # Scores, test metrics and the weights' hash arrive in one batch at the job's end.
+    saved = {
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in (tmp_path / "two").glob("*/models/model.npz")
+    }
+    assert {c.data.tags["model.sha256"] for c in children} == saved
+    scores = {"best/dev_accuracy", "model/dev_accuracy", "test/f1_digit_9"}
+    assert all(scores <= set(c.data.metrics) for c in children)
+    assert all(c.data.tags["data.test.md5"] for c in children)  # with the run's start
+    assert not (project / "models").exists()
+    assert [p.name for p in (project / "reports").iterdir()] == ["mlflow_run.json"]  # untouched
     # The same settings give the same weights, whichever worker (or how many) trained them.
     sweep(project, tmp_path / "one", "tracking.enabled=false", *grid)
     assert len(weights_md5(tmp_path / "two")) == 4
@@ -144,6 +134,11 @@ def test_a_diverging_trial_fails_alone_and_the_study_goes_on(project, tmp_path, 
     )
     (diverged,) = [t for t in study.trials if t.state == TrialState.FAIL]
     assert diverged.params["optimizer.lr"] == 1e20 and "diverged" in diverged.user_attrs["error"]
+    # One parameter searched: no importances chart (it would say 100%), the other two are there.
+    figures = mlflow.MlflowClient(mlflow_store).list_artifacts(parent.info.run_id, "figures")
+    assert {Path(f.path).name for f in figures} == {
+        "optimization_history.png", "intermediate_values.png"
+    }  # fmt: skip
 
 
 def test_optuna_sweeper_runs_trials_as_child_runs(project, tmp_path, mlflow_store):
