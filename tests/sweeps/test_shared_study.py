@@ -37,25 +37,6 @@ def test_without_a_database_the_sweep_says_what_to_set(project, mlflow_store):
     assert parents == [] and children == []  # nothing started
 
 
-def test_a_study_runs_its_trials_once_and_a_late_worker_finds_it_ended(
-    project, tmp_path, mlflow_store
-):
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    first = worker(project, storage, "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=once")
-    assert "study once ended FINISHED" in first.stderr
-    study = optuna.load_study(study_name="once", storage=storage)
-    assert [trial.state for trial in study.trials] == [TrialState.COMPLETE] * 2
-    (parent,), children = runs_by_kind(mlflow_store)
-    assert parent.info.status == "FINISHED" and len(children) == 2
-    assert sorted(child.data.tags["optuna.trial"] for child in children) == ["0", "1"]
-    assert (project / "multirun" / "once" / "trial-1" / "models" / "model.npz").is_file()
-    late = worker(project, storage, "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=once")
-    assert "study once has ended FINISHED" in late.stderr
-    assert len(optuna.load_study(study_name="once", storage=storage).trials) == 2
-    (same_parent,), same_children = runs_by_kind(mlflow_store)
-    assert same_parent.info.run_id == parent.info.run_id and len(same_children) == 2
-
-
 def test_a_failing_job_ends_the_study_and_its_parent_failed(project, tmp_path, mlflow_store):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     # Every trial's job refuses its config (as a diverging learning rate would fail it).
@@ -73,7 +54,9 @@ def test_a_failing_job_ends_the_study_and_its_parent_failed(project, tmp_path, m
     assert "train.epochs=0 must be ≥ 1" in parent.data.tags["error"]
 
 
-def test_two_workers_run_each_point_of_a_grid_once(project, tmp_path, mlflow_store):
+def test_two_workers_run_each_point_of_a_grid_once_and_a_late_worker_finds_it_ended(
+    project, tmp_path, mlflow_store
+):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     args = [sys.executable, "-m", "pipeline.train", "-m", "sweep=grid_shared", *QUICK,
             f"hydra.sweeper.storage={storage}"]  # fmt: skip
@@ -98,3 +81,14 @@ def test_two_workers_run_each_point_of_a_grid_once(project, tmp_path, mlflow_sto
     (parent,), children = runs_by_kind(mlflow_store)
     assert parent.info.status == "FINISHED" and len(children) == 4
     assert sorted(c.data.params["train.dropout"] for c in children) == ["0.1", "0.1", "0.3", "0.3"]
+    assert sorted(c.data.tags["optuna.trial"] for c in children) == ["0", "1", "2", "3"]
+    jobs = project / "multirun" / "mnist-grid-shared"
+    assert sorted(p.parent.parent.name for p in jobs.glob("trial-*/models/model.npz")) == [
+        f"trial-{n}" for n in range(4)
+    ]  # each trial's job folder, by its number in the study
+    # A worker started after the study ended runs nothing and logs nothing.
+    late = run(args, project)
+    assert "study mnist-grid-shared has ended FINISHED" in late.stderr
+    assert len(optuna.load_study(study_name="mnist-grid-shared", storage=storage).trials) == 4
+    (same_parent,), same_children = runs_by_kind(mlflow_store)
+    assert same_parent.info.run_id == parent.info.run_id and len(same_children) == 4
