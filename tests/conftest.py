@@ -142,14 +142,18 @@ def synthetic_mnist(tmp_path: Path) -> SyntheticMnist:
     return write_synthetic_mnist(tmp_path / "mnist-source")
 
 
+def session_folder(tmp_path_factory) -> Path:
+    """The session's temporary folder, shared by its xdist workers (above each one's own)."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
 def built_once(tmp_path_factory, name: str, build) -> Path:
     """A folder `build(folder)` fills once per session, whichever xdist worker asks first; the
     others wait for it and then read it. Tests only read it (or copy it)."""
     from filelock import FileLock
 
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the session's folder, above each worker's own
+    root = session_folder(tmp_path_factory)
     folder, done = root / name, root / f"{name}.built"
     with FileLock(str(root / f"{name}.lock")):
         if not done.exists():
@@ -252,13 +256,16 @@ def run(
     return result
 
 
-def run_main(main, argv: list[str], capsys) -> subprocess.CompletedProcess:
-    """A command's `main(argv)` in this process, with its exit code and what it printed: what
-    `python -m` runs, without a second interpreter importing MLflow again (seconds). For the
-    commands that act on this repository (its conf/ and code) and a store the test names."""
+def run_main(main, argv: list[str], capsys, check: bool = True) -> subprocess.CompletedProcess:
+    """A command's `main(argv)` in this process, with its exit code and what it printed (as
+    `run`, failing on an unexpected exit code): what `python -m` runs, without a second
+    interpreter importing MLflow again (seconds). For the commands that act on this repository
+    (its conf/ and code) and a store the test names."""
     capsys.readouterr()
     code = main(argv)
     printed = capsys.readouterr()
+    if check and code != 0:
+        raise AssertionError(f"main({argv}) returned {code}\n{printed.out}\n{printed.err}")
     return subprocess.CompletedProcess(argv, code, printed.out, printed.err)
 
 

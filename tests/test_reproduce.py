@@ -41,6 +41,13 @@ def pipeline_run(project: Path):
     return found
 
 
+def lose_local_data(project: Path) -> None:
+    """Neither the DVC cache nor the workspace has the runs' data any more."""
+    shutil.rmtree(project / ".dvc" / "cache")
+    for path in ("data/split/train.npz", "data/split/dev.npz", "data/normalised/test.npz"):
+        (project / path).unlink()
+
+
 def test_a_run_from_a_dirty_tree_reproduces_with_its_patch_and_its_data_from_the_remote(
     project, tmp_path
 ):
@@ -62,9 +69,7 @@ def test_a_run_from_a_dirty_tree_reproduces_with_its_patch_and_its_data_from_the
     trainer.write_text(text)  # the tree is clean again: only the logged patch brings it back
     dvc(["remote", "add", "-d", "shared", str(tmp_path / "remote")], project)
     dvc(["push"], project)
-    shutil.rmtree(project / ".dvc" / "cache")  # neither the cache …
-    for path in ("data/split/train.npz", "data/split/dev.npz", "data/normalised/test.npz"):
-        (project / path).unlink()  # … nor the workspace has the data now
+    lose_local_data(project)
     result = assert_identical(project, dirty.info.run_id)
     assert "data: train from the DVC remote; dev from the DVC remote; test from the DVC" in (
         result.stdout
@@ -116,9 +121,7 @@ def test_data_no_store_has_is_rebuilt_and_tampered_weights_make_the_verdict_diff
     """No cache, workspace or remote has the run's data: fetch, normalise and split rebuild it,
     verified by md5. The run's recorded weights hash was tampered with: that row, and only
     that row, differs, and the command exits 1."""
-    shutil.rmtree(project / ".dvc" / "cache")
-    for path in ("data/split/train.npz", "data/split/dev.npz", "data/normalised/test.npz"):
-        (project / path).unlink()
+    lose_local_data(project)
     original = pipeline_run(project)
     client = project_client(project)
     client.set_tag(original.info.run_id, "model.sha256", "f" * 64)

@@ -151,7 +151,6 @@ def test_a_killed_native_speed_training_with_patience_resumes_to_the_same_bits(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
     stale = run_main(runs_command.main, ["stale"], capsys)  # `python -m pipeline.runs stale`'s main
     assert lost.info.run_id in stale.stdout
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the project store: by its conf
 
     finished = run(args, project, unset=("MLFLOW_TRACKING_URI",))
     resumed = int(finished.stdout.split("going on from epoch ")[1].split(",")[0])

@@ -26,7 +26,6 @@ def test_stale_runs_are_listed_then_marked_killed(mlflow_store, capsys):
     ended.wait()
     orphan = Run.start(experiment, "orphan", {"host": socket.gethostname(), "pid": str(ended.pid)})
     listed = run_main(runs.main, ["stale"], capsys)
-    assert listed.returncode == 0
     assert f"stale: {orphan.run_id}" in listed.stdout and "stale --mark" in listed.stdout
     marked = run_main(runs.main, ["stale", "--mark"], capsys)
     assert f"marked KILLED: {orphan.run_id}" in marked.stdout
@@ -34,9 +33,9 @@ def test_stale_runs_are_listed_then_marked_killed(mlflow_store, capsys):
 
 
 def test_promoting_an_unknown_version_is_one_clear_line(mlflow_store, capsys):
-    result = run_main(runs.main, ["promote", "7"], capsys)
+    result = run_main(runs.main, ["promote", "7"], capsys, check=False)
     assert result.returncode == 1
     assert result.stderr.startswith("runs: error: cannot promote '7' to mnist-mlp@pipeline")
     assert "Traceback" not in result.stderr
-    usage = run_main(runs.main, ["promote"], capsys)
+    usage = run_main(runs.main, ["promote"], capsys, check=False)
     assert usage.returncode == 2 and "usage:" in usage.stderr

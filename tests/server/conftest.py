@@ -16,7 +16,7 @@ import mlflow
 import psutil
 import pytest
 
-from tests.conftest import REPO, free_port, tool_env
+from tests.conftest import REPO, free_port, session_folder, tool_env
 
 
 class Server:
@@ -67,9 +67,8 @@ def started_once(tmp_path_factory) -> None:
     this folder are one xdist group (tests/conftest.py), so one worker runs them all."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    shared = tmp_path_factory.getbasetemp().parent  # the session's folder, above each worker's
     try:
-        (shared / "server-started").open("x").close()
+        (session_folder(tmp_path_factory) / "server-started").open("x").close()
         return
     except FileExistsError:
         pass
