@@ -18,6 +18,8 @@ alias names:
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import shutil
 import tempfile
 import warnings
@@ -66,6 +68,29 @@ def requirements() -> list[str]:
     ]
 
 
+# MLflow checks a model's requirements against the installed packages when it logs and when it
+# loads one, and to name their modules first maps every file of every installed distribution to
+# its package: about a second a model. `requirements` lists the running versions themselves,
+# which cannot mismatch, so logging skips that check (where this MLflow version has it).
+REQUIREMENT_CHECKS = (("mlflow.utils.environment", "warn_dependency_requirement_mismatches"),
+                      ("mlflow.pyfunc", "warn_dependency_requirement_mismatches"))  # fmt: skip
+
+
+@contextlib.contextmanager
+def requirements_known_installed():
+    replaced = []
+    for module_name, name in REQUIREMENT_CHECKS:
+        module = importlib.import_module(module_name)
+        if callable(getattr(module, name, None)):
+            replaced.append((module, name, getattr(module, name)))
+            setattr(module, name, lambda requirements: None)
+    try:
+        yield
+    finally:
+        for module, name, check in replaced:
+            setattr(module, name, check)
+
+
 _signatures: dict[int, ModelSignature] = {}
 
 
@@ -95,6 +120,7 @@ def log_pyfunc_model(run, weights: Path, example, register: str | None, alias: s
         tempfile.TemporaryDirectory() as staging,
         mlflow.start_run(run_id=run.run_id),
         warnings.catch_warnings(),
+        requirements_known_installed(),
     ):
         # Hints aimed at models without a signature or with missing values: neither applies.
         warnings.simplefilter("ignore", UserWarning)

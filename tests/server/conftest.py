@@ -16,6 +16,7 @@ import mlflow
 import psutil
 import pytest
 
+from pipeline import server as server_command
 from tests.conftest import REPO, free_port, session_folder, tool_env
 
 
@@ -42,6 +43,26 @@ class Server:
         if check and done.returncode != 0:
             raise AssertionError(f"server {args} exited {done.returncode}\n{done.stderr}")
         return done
+
+    def add_user(self, name: str, permission: str, experiment: str = "mnist-from-scratch"):
+        """`python -m pipeline.server add-user`'s main in this process, without a second
+        interpreter importing MLflow (seconds); the admin login it takes from the server's
+        secrets and the tracking URI it sets are put back after. (test_server.py runs the
+        command itself as a process once.)"""
+        saved = dict(os.environ)
+        os.environ.update({key: value for key, value in self.env.items()
+                           if key.startswith("PIPELINE_SERVER_")})  # fmt: skip
+        os.environ["NEW_USER_PASSWORD"] = f"{name}-password-1"
+        try:
+            code = server_command.main(
+                ["add-user", name, "--permission", permission, "--experiment", experiment]
+            )
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            mlflow.set_tracking_uri(None)  # "unset": the variable decides again
+        assert code == 0, f"add-user {name} returned {code}"
+        return name, f"{name}-password-1"
 
     def secret(self, name: str) -> str:
         lines = (self.folder / "secrets.env").read_text().splitlines()

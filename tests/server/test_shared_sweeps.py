@@ -24,16 +24,11 @@ from tests.server.conftest import Server, client_as
 pytestmark = pytest.mark.slow
 
 EXPERIMENT = "shared-sweeps"  # not the login test's: that one counts its experiment's models
-LOGIN = ("sweeper", "sweeper-password-1")
 
 
 @pytest.fixture(scope="module")
 def sweeper_env(server: Server) -> dict[str, str]:
-    user, password = LOGIN
-    server.command(
-        "add-user", user, "--permission", "EDIT", "--experiment", EXPERIMENT,
-        env={"NEW_USER_PASSWORD": password},
-    )  # fmt: skip
+    user, password = server.add_user("sweeper", "EDIT", EXPERIMENT)
     env = {**tool_env(), "MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password,
            "PIPELINE_OPTUNA_STORAGE": server.command("optuna-url").stdout.strip()}  # fmt: skip
     env.pop("MLFLOW_TRACKING_URI", None)

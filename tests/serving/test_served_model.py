@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import urllib.error
@@ -36,10 +37,17 @@ def post(port: int, payload, content_type: str = "application/json") -> tuple[in
         return error.code, json.loads(error.read())
 
 
-@pytest.fixture
-def served(mlflow_store, tmp_path):
-    run, network = logged_run(tmp_path, register=None)
-    local = mlflow.artifacts.download_artifacts(f"runs:/{run.run_id}/model", dst_path=tmp_path)
+@pytest.fixture(scope="module")
+def served(mlflow_template, tmp_path_factory):
+    """One scoring server for this module's tests, which only send it requests: a model logged
+    to a store of the module's own, downloaded and served as a user would."""
+    folder = tmp_path_factory.mktemp("served")
+    shutil.copy(mlflow_template, folder / "mlflow.db")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        run, network = logged_run(folder, register=None)
+        local = mlflow.artifacts.download_artifacts(f"runs:/{run.run_id}/model", dst_path=folder)
+        mlflow.set_tracking_uri(None)  # back to "unset", as the autouse fixture leaves it
     port = free_port()
     server = subprocess.Popen(
         ["mlflow", "models", "serve", "-m", str(Path(local)), "--env-manager", "local",
