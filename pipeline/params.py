@@ -11,7 +11,13 @@ import sys
 
 from omegaconf import OmegaConf
 
-from pipeline.plumbing.config import check_params_fresh, load_params, validate, write_params
+from pipeline.plumbing.config import (
+    FRESH_STAMP,
+    check_params_fresh,
+    load_params,
+    validate,
+    write_params,
+)
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.paths import PARAMS, ROOT
 
@@ -30,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             if os.environ.get("DVC_EXP_NAME"):
                 print("params.yaml was composed by `dvc exp run`; not compared with conf/")
             else:
-                check_params_fresh(load_params(PARAMS))
+                check_params_fresh(load_params(PARAMS), stamp=FRESH_STAMP)
                 print("params.yaml agrees with conf/")
         else:
             print(USAGE, file=sys.stderr)

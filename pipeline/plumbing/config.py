@@ -5,6 +5,9 @@ conf/ is the single source of truth. params.yaml is its composition: `dvc exp ru
 to conf/ without a refresh would run silently on old values. Every stage run by DVC therefore
 compares params.yaml with a fresh composition of conf/ and stops, naming `make params`, when the
 two disagree (inside `dvc exp run`, which has just composed it, the comparison is skipped).
+Composing takes a quarter of a second, so a verdict of fresh is kept in .dvc/tmp/params-fresh
+under a digest of what decides it (every file of conf/, the params' values, Hydra's and
+OmegaConf's versions): the stages after `check_params` find it there.
 
 The commands are in pipeline/params.py:
 
@@ -14,12 +17,17 @@ The commands are in pipeline/params.py:
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+import hydra
+import omegaconf
 import yaml
 from dvc.utils.hydra import compose_and_dump
 from hydra import compose, initialize_config_dir
@@ -29,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.plumbing.errors import PipelineError
-from pipeline.plumbing.files import atomic_path
+from pipeline.plumbing.files import atomic_path, write_text
 from pipeline.plumbing.paths import CONF_DIR, PARAMS, ROOT
 from pipeline.plumbing.schema import Config
 
@@ -37,6 +45,7 @@ CONFIG_NAME = "config"
 # The primary config that `dvc.yaml`'s commands name: params.yaml, as DVC composed it.
 DVC_CONFIG_NAME = "from_params"
 REFRESH = "run `make params` (python -m pipeline.params compose) to recompose it from conf/"
+FRESH_STAMP = ROOT / ".dvc" / "tmp" / "params-fresh"  # the digest params.yaml was fresh at
 
 
 class ConfigError(PipelineError):
@@ -129,12 +138,36 @@ def params_drift(params: DictConfig | dict, composed: DictConfig | dict) -> list
     ]
 
 
-def check_params_fresh(params: DictConfig | dict, composed: DictConfig | None = None) -> None:
-    """Raise `ConfigError` if params.yaml disagrees with the composition of conf/."""
+def freshness_digest(params: DictConfig | dict) -> str:
+    """SHA-256 of what decides whether `params` is the composition of conf/."""
+    digest = hashlib.sha256(f"hydra {hydra.__version__} omegaconf {omegaconf.__version__}".encode())
+    for path in sorted(CONF_DIR.rglob("*")):
+        if path.is_file():
+            digest.update(f"\0{path.relative_to(CONF_DIR).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    digest.update(json.dumps(flatten(params), sort_keys=True, default=repr).encode())
+    return digest.hexdigest()
+
+
+def check_params_fresh(
+    params: DictConfig | dict, composed: DictConfig | None = None, stamp: Path | None = None
+) -> None:
+    """Raise `ConfigError` if params.yaml disagrees with the composition of conf/. With a
+    `stamp` file (in a DVC project), a verdict of fresh is read from and written to it."""
+    digest = None
+    if stamp is not None and composed is None and stamp.parent.parent.is_dir():
+        digest = freshness_digest(params)
+        with contextlib.suppress(OSError):
+            if stamp.read_text() == digest:
+                return
     drift = params_drift(params, composed if composed is not None else compose_conf())
     if drift:
         shown = "; ".join(drift[:3]) + (f"; and {len(drift) - 3} more" if len(drift) > 3 else "")
         raise ConfigError(f"params.yaml is stale against conf/ at {shown}: {REFRESH}")
+    if digest is not None:
+        with contextlib.suppress(OSError):  # a read-only project checks again next time
+            stamp.parent.mkdir(exist_ok=True)
+            write_text(stamp, digest)
 
 
 def validate(cfg: DictConfig | dict) -> Config:
@@ -184,5 +217,5 @@ def stage_config(cfg: DictConfig) -> Config:
     conf/ unless DVC composed it for an experiment moments ago.
     """
     if run_by_dvc() and not os.environ.get("DVC_EXP_NAME"):
-        check_params_fresh(cfg)
+        check_params_fresh(cfg, stamp=FRESH_STAMP)
     return validate(cfg)

@@ -3,19 +3,24 @@ with the dotted key named."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from omegaconf import OmegaConf
 
+from pipeline.plumbing import config
 from pipeline.plumbing.config import (
     ConfigError,
     check_params_fresh,
     compose_conf,
     flatten,
+    freshness_digest,
     params_drift,
     validate,
     write_params,
 )
-from pipeline.plumbing.paths import PARAMS
+from pipeline.plumbing.paths import CONF_DIR, PARAMS
 
 
 def test_committed_params_yaml_is_the_composition_of_conf(tmp_path):
@@ -62,6 +67,32 @@ def test_drift_names_each_differing_key_and_the_fix():
     ]
     with pytest.raises(ConfigError, match=r"split\.dev_size .*run `make params`"):
         check_params_fresh(stale, composed)
+
+
+def test_a_fresh_verdict_is_kept_until_conf_or_the_params_change(tmp_path, monkeypatch):
+    (tmp_path / ".dvc").mkdir()
+    stamp = tmp_path / ".dvc" / "tmp" / "params-fresh"
+    params = OmegaConf.load(PARAMS)
+    check_params_fresh(params, stamp=stamp)
+    assert stamp.read_text() == freshness_digest(params)
+    with monkeypatch.context() as patched:  # kept: conf/ is not composed again
+        patched.setattr(config, "compose_conf", lambda: pytest.fail("composed again"))
+        check_params_fresh(params, stamp=stamp)
+    stale = OmegaConf.to_container(params)
+    stale["split"]["dev_size"] = 1234
+    with pytest.raises(ConfigError, match=r"split\.dev_size \(params.yaml: 1234, conf/: 10000"):
+        check_params_fresh(stale, stamp=stamp)
+    # Outside a DVC project (no .dvc/), nothing is kept.
+    elsewhere = tmp_path / "elsewhere" / ".dvc" / "tmp" / "params-fresh"
+    check_params_fresh(params, stamp=elsewhere)
+    assert not (tmp_path / "elsewhere").exists()
+    # A file of conf/ edited, params.yaml as it was: composed again, and stale.
+    conf = Path(shutil.copytree(CONF_DIR, tmp_path / "conf"))
+    text = (conf / "config.yaml").read_text()
+    (conf / "config.yaml").write_text(text.replace("dev_size: 10000", "dev_size: 9999"))
+    monkeypatch.setattr(config, "CONF_DIR", conf)
+    with pytest.raises(ConfigError, match=r"split\.dev_size \(params.yaml: 10000, conf/: 9999"):
+        check_params_fresh(params, stamp=stamp)
 
 
 def test_flatten_gives_dotted_keys():
