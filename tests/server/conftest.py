@@ -58,9 +58,10 @@ class Server:
                 ["add-user", name, "--permission", permission, "--experiment", experiment]
             )
         finally:
+            # First: back to "unset" also deletes $MLFLOW_TRACKING_URI, which `saved` puts back.
+            mlflow.set_tracking_uri(None)
             os.environ.clear()
             os.environ.update(saved)
-            mlflow.set_tracking_uri(None)  # "unset": the variable decides again
         assert code == 0, f"add-user {name} returned {code}"
         return name, f"{name}-password-1"
 
