@@ -203,6 +203,21 @@ def mlflow_uri_kept():
         os.environ["MLFLOW_TRACKING_URI"] = before
 
 
+@contextlib.contextmanager
+def environment_kept():
+    """Put the whole environment back after the block, and MLflow's process-wide tracking URI
+    to "unset". That comes first: unsetting it deletes $MLFLOW_TRACKING_URI too."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        mlflow = sys.modules.get("mlflow")
+        if mlflow is not None:
+            mlflow.set_tracking_uri(None)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture
 def mlflow_store(mlflow_template, tmp_path, monkeypatch) -> str:
     """A fresh store of this test's own, made the tracking URI; returns the URI."""

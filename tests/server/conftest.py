@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from pipeline import server as server_command
-from tests.conftest import REPO, free_port, session_folder, tool_env
+from tests.conftest import REPO, environment_kept, free_port, session_folder, tool_env
 
 
 class Server:
@@ -49,19 +49,13 @@ class Server:
         interpreter importing MLflow (seconds); the admin login it takes from the server's
         secrets and the tracking URI it sets are put back after. (test_server.py runs the
         command itself as a process once.)"""
-        saved = dict(os.environ)
-        os.environ.update({key: value for key, value in self.env.items()
-                           if key.startswith("PIPELINE_SERVER_")})  # fmt: skip
-        os.environ["NEW_USER_PASSWORD"] = f"{name}-password-1"
-        try:
+        with environment_kept():
+            os.environ.update({key: value for key, value in self.env.items()
+                               if key.startswith("PIPELINE_SERVER_")})  # fmt: skip
+            os.environ["NEW_USER_PASSWORD"] = f"{name}-password-1"
             code = server_command.main(
                 ["add-user", name, "--permission", permission, "--experiment", experiment]
             )
-        finally:
-            # First: back to "unset" also deletes $MLFLOW_TRACKING_URI, which `saved` puts back.
-            mlflow.set_tracking_uri(None)
-            os.environ.clear()
-            os.environ.update(saved)
         assert code == 0, f"add-user {name} returned {code}"
         return name, f"{name}-password-1"
 

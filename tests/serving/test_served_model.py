@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import free_port, tool_env, wait_for_http
+from tests.conftest import environment_kept, free_port, tool_env, wait_for_http
 from tests.tracking.test_registry import logged_run
 
 pytestmark = pytest.mark.slow
@@ -43,11 +43,10 @@ def served(mlflow_template, tmp_path_factory):
     to a store of the module's own, downloaded and served as a user would."""
     folder = tmp_path_factory.mktemp("served")
     shutil.copy(mlflow_template, folder / "mlflow.db")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+    with environment_kept():
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
         run, network = logged_run(folder, register=None)
         local = mlflow.artifacts.download_artifacts(f"runs:/{run.run_id}/model", dst_path=folder)
-        mlflow.set_tracking_uri(None)  # back to "unset", as the autouse fixture leaves it
     port = free_port()
     server = subprocess.Popen(
         ["mlflow", "models", "serve", "-m", str(Path(local)), "--env-manager", "local",
