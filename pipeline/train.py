@@ -123,9 +123,9 @@ def train_in_project(
             if run is not None:
                 dev_name = training_runs.dev_curves(config)
                 curves = training_runs.LiveCurves(run, dev_name, keeper.stamps, keeper.sendable)
-            metrics = run_training(
-                config, train, dev, staged, on_epoch=each_epoch(curves, trial), keeper=keeper
-            )
+            label = f"trial {trial.trial.number}" if trial else "train"
+            metrics = run_training(config, train, dev, staged, on_epoch=each_epoch(curves, trial),
+                                   keeper=keeper, label=label)  # fmt: skip
             test_metrics = None
             if trial is not None:
                 staged_paths = dict(zip(paths, outputs.paths, strict=True))

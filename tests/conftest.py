@@ -9,10 +9,12 @@ whole session logs to a store in a temp dir, never to the project's mlflow.db.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -448,18 +450,43 @@ def copy_reproduced(reproduced: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def wait_for_writes(path: Path, times: int, process: subprocess.Popen, limit: float = 300) -> None:
-    """Wait until `process` has written `path` `times` more times: each write of a checkpoint
-    is a new file renamed into place, a new inode. It must still be running then."""
-    seen, deadline = 0, time.monotonic() + limit
-    last = path.stat().st_ino if path.exists() else None  # one already there
-    while seen < times:
-        assert process.poll() is None, f"it ended before {path} was written {times} times"
-        assert time.monotonic() < deadline, f"{path} was written {seen} times in {limit} s"
-        try:
-            inode = path.stat().st_ino
-        except FileNotFoundError:
-            inode = None
-        if inode is not None and inode != last:
-            seen, last = seen + 1, inode
-        time.sleep(0.001)
+class Progress:
+    """The progress bars a process prints to its piped `stream` (tqdm's, one line per epoch,
+    each ended by a carriage return), read as they come, so that a test can act once a
+    training reaches an epoch: a count of epochs holds on any CPU and disk, where a count of
+    checkpoint writes follows the disk (checkpoints.COST_SHARE spaces them)."""
+
+    def __init__(self, process: subprocess.Popen, stream) -> None:
+        self.process, self.stream = process, stream
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.text = ""
+
+    def epochs(self, label: str) -> int:
+        """The most epochs done that the bar `label` ("train", or a sweep job's "trial N")
+        has shown so far."""
+        shown = re.findall(rf"{label}: *\d+%\|[^|]*\| *(\d+)/\d+", self.text)
+        return max(map(int, shown), default=0)
+
+    def wait_for(self, epochs: dict[str, int], limit: float = 300) -> None:
+        """Read until each bar has shown its number of epochs done; the process must still be
+        running then."""
+        deadline = time.monotonic() + limit
+        while any(self.epochs(label) < n for label, n in epochs.items()):
+            assert time.monotonic() < deadline, f"not there in {limit} s: {self.text[-2000:]}"
+            assert self.read(), f"it ended before {epochs}: {self.text[-3000:]}"
+        assert self.process.poll() is None, f"it ended at {epochs}: {self.text[-3000:]}"
+
+    def read(self) -> bool:
+        """Add what came within a second; False once the stream has ended."""
+        ready, _, _ = select.select([self.stream], [], [], 1)
+        chunk = os.read(self.stream.fileno(), 65536) if ready else b""
+        self.text += self.decoder.decode(chunk, final=bool(ready) and not chunk)
+        return not ready or bool(chunk)
+
+    def rest(self, limit: float = 120) -> str:
+        """All it printed to the stream, once the stream has ended and the process with it."""
+        deadline = time.monotonic() + limit
+        while self.read():
+            assert time.monotonic() < deadline, f"it printed on for {limit} s: {self.text[-2000:]}"
+        self.process.wait(timeout=limit)
+        return self.text

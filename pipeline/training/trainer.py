@@ -193,10 +193,12 @@ def run_training(
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], bool | None] | None = None,
     keeper: Checkpoints | None = None,
+    label: str = "train",
 ) -> dict:
     """Train on the arrays of a checked `config` and write model, metrics and history; return
     the metrics and the seconds training took (all its sessions'). `on_epoch(record)` is
-    called after each epoch; `keeper` resumes and saves the training (checkpoints.py).
+    called after each epoch; `keeper` resumes and saves the training (checkpoints.py); `label`
+    names the progress bar (a sweep's jobs: their trial, as their bars share a terminal).
     A training that would not fit in memory stops before it starts."""
     rows, features = train_data["images"].shape
     dev_rows = len(dev_data["images"])
@@ -206,7 +208,7 @@ def run_training(
     done = keeper.epoch if keeper is not None else 0  # epochs a checkpoint already holds
     seconds_before = float(keeper.context.get("seconds", 0.0)) if keeper is not None else 0.0
     with tqdm(
-        total=config.train.epochs, initial=done, desc="train", unit="epoch", disable=not progress
+        total=config.train.epochs, initial=done, desc=label, unit="epoch", disable=not progress
     ) as bar:
 
         def after_epoch(record: EpochRecord) -> bool:

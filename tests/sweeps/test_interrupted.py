@@ -19,7 +19,7 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import project_with_data, run, tool_env, wait_for_writes
+from tests.conftest import Progress, project_with_data, run, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -173,11 +173,11 @@ def test_workers_of_a_killed_sweeper_end_their_runs_and_exit(sweep):
 def test_a_stopped_sweep_started_again_goes_on_from_its_checkpoints_to_the_same_bits(
     project, tmp_path, mlflow_store
 ):
-    """Ctrl-C after a checkpoint or two; the same command again goes on with the stopped
-    trials, each from its checkpoint in its own run, and ends with the weights of a sweep that
-    was never stopped."""
+    """Ctrl-C at a random epoch of trial 0, once trial 1 trains too; the same command again
+    goes on with the stopped trials, each from its checkpoint in its own run, and ends with
+    the weights of a sweep that was never stopped."""
     grid = ["hydra.sweeper.n_jobs=2", "optimizer=nesterov,adam", "model.hidden=[256,256]",
-            "train.batch_size=4", "train.epochs=60", "train.max_shift=0"]  # fmt: skip
+            "train.batch_size=4", "train.epochs=24", "train.max_shift=0"]  # fmt: skip
     args = [
         sys.executable,
         "-m",
@@ -188,13 +188,14 @@ def test_a_stopped_sweep_started_again_goes_on_from_its_checkpoints_to_the_same_
     ]
     first = subprocess.Popen(args, cwd=project, env=tool_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
-    times = int(np.random.default_rng(31).integers(1, 3))
-    checkpoints = tmp_path / "sweep" / "checkpoints"
-    wait_for_writes(checkpoints / "trial-0.npz", times, first)
-    if not (checkpoints / "trial-1.npz").exists():  # its worker may have started later
-        wait_for_writes(checkpoints / "trial-1.npz", 1, first)
-    os.killpg(first.pid, signal.SIGINT)
-    stderr = first.communicate(timeout=120)[1]
+    progress = Progress(first, first.stderr)  # the two jobs' bars: "trial 0", "trial 1"
+    try:
+        progress.wait_for({"trial 0": int(np.random.default_rng(31).integers(2, 9)), "trial 1": 1})
+        os.killpg(first.pid, signal.SIGINT)
+        stderr = progress.rest()
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
     assert first.returncode == 130 and "Traceback" not in stderr
     assert "goes on from epoch" in stderr and f"hydra.sweep.dir={tmp_path / 'sweep'}" in stderr
     again = run(args, project)
