@@ -2,17 +2,52 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
-from pipeline.plumbing.config import ConfigError, compose_conf, validate
+from pipeline.plumbing.config import CONFIG_NAME, ConfigError, compose_conf, validate
 from pipeline.plumbing.paths import CONF_DIR
 from pipeline.training.hyperparameters import check_hyperparameters, hyperparameter_problems
 
+GROUPS = {path.name for path in CONF_DIR.iterdir() if path.is_dir()}  # optimizer, schedule, …
+
+
+@functools.cache
+def composed(groups: tuple[str, ...]):
+    """conf/ with `groups` chosen, its interpolations kept: composed once per choice."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=CONFIG_NAME, overrides=list(groups))
+
 
 def config_with(*overrides):
-    return validate(compose_conf(list(overrides)))
+    """As `compose_conf(overrides)` then `validate` (test_config.py holds them to that): the
+    group choices composed, then each value, as Hydra's parser reads it, set on a copy before
+    the interpolations are resolved, so that `seed=-1` reaches `${seed}` as in Hydra (the
+    first test holds it to that)."""
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    groups = tuple(o.input_line for o in parsed if o.key_or_group in GROUPS)
+    cfg = copy.deepcopy(composed(groups))
+    for override in parsed:
+        if override.key_or_group not in GROUPS:
+            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
+    OmegaConf.resolve(cfg)
+    return validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["seed=7", "optimizer=nesterov", "optimizer.lr=0.5", "model.hidden=[8,4]"],
+     ["schedule=step", "schedule.gamma=0.25", "train.dtype=float64", "train.patience=3"],
+     ["experiment=notes", "train.epochs=2"]],
+)  # fmt: skip
+def test_the_shortcut_composes_what_hydra_composes(overrides):
+    assert config_with(*overrides) == validate(compose_conf(overrides))
 
 
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
