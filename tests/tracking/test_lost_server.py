@@ -60,15 +60,23 @@ class Server:
             self.process.wait()
 
 
-@pytest.fixture
-def server(tmp_path, mlflow_template):
-    started = Server(tmp_path / "server", free_port())
-    started.folder.mkdir()
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory, mlflow_template):
+    started = Server(tmp_path_factory.mktemp("server"), free_port())
     # A migrated store: the server starts without seconds of schema migrations.
     shutil.copy(mlflow_template, started.folder / "mlflow.db")
     started.start()
     yield started
     started.kill()
+
+
+@pytest.fixture
+def server(module_server):
+    """The module's server (one start-up for both tests), started again if a test left it
+    killed; each test finds its own run by its training's PID."""
+    if module_server.process.poll() is not None:
+        module_server.start()
+    return module_server
 
 
 @pytest.fixture
@@ -157,7 +165,8 @@ def wait_for_epochs(server: Server, training: subprocess.Popen) -> str:
     while time.monotonic() < deadline:
         assert training.poll() is None, training.communicate()
         experiment = client.get_experiment_by_name("mnist-from-scratch")
-        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        mine = f"tags.pid = '{training.pid}'"
+        runs = client.search_runs([experiment.experiment_id], mine) if experiment else []
         if runs and "train/loss" in runs[0].data.metrics:
             return runs[0].info.run_id
         time.sleep(0.3)
@@ -171,7 +180,9 @@ def one_line_errors(stderr: str) -> list[str]:
 
 def test_a_server_lost_for_good_keeps_the_model_aside_and_the_outputs(project, server):
     before = snapshot(project)
-    training = train_against(project, server.uri)
+    # The product's two retries a request, without its seconds of backoff between them
+    # (test_store holds the bounds themselves to giving up within a minute).
+    training = train_against(project, server.uri, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0")
     run_id = wait_for_epochs(server, training)
     server.kill()
     started = time.monotonic()

@@ -51,3 +51,22 @@ def test_a_half_migrated_store_is_one_line_naming_the_fix(mlflow_template, tmp_p
     message = str(error.value)
     assert "\n" not in message and "(found version 0a8213491aaa" in message
     assert "half-migrated" in message and f"mlflow db upgrade {uri}" in message
+
+
+def test_a_call_to_a_lost_server_gives_up_within_a_minute_unless_you_say_otherwise(monkeypatch):
+    """MLflow's own defaults (7 retries, backoff factor 2, 120 s a request) would stall a
+    training for many minutes; tests/tracking/test_lost_server.py shortens the backoff."""
+    from mlflow import environment_variables as variables
+
+    for name in store.HTTP_BOUNDS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")  # yours win
+    store.bound_http_requests()
+    retries = variables.MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()  # as MLflow reads them
+    backoff = variables.MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()
+    assert variables.MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 5
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT")
+    store.bound_http_requests()
+    timeout = variables.MLFLOW_HTTP_REQUEST_TIMEOUT.get()
+    worst = (retries + 1) * timeout + sum(backoff * 2**attempt for attempt in range(retries))
+    assert 0 < retries and worst <= 70
