@@ -69,4 +69,4 @@ def test_a_call_to_a_lost_server_gives_up_within_a_minute_unless_you_say_otherwi
     store.bound_http_requests()
     timeout = variables.MLFLOW_HTTP_REQUEST_TIMEOUT.get()
     worst = (retries + 1) * timeout + sum(backoff * 2**attempt for attempt in range(retries))
-    assert 0 < retries and worst <= 70
+    assert retries > 0 and worst <= 70
