@@ -68,8 +68,12 @@ dag: $(RUNTIME_STAMP)  ## print the pipeline's stages
 # The suite runs in TEST_WORKERS processes (pytest-xdist; `auto`: one per core); tests that share
 # the session's server, or time signals and retries, keep to one worker (tests/conftest.py).
 TEST_WORKERS ?= auto
+# The tests start hundreds of interpreters on the project's code and its copies: each reads the
+# code's bytecode from __pycache__/ (git and DVC ignore it) rather than compile it again, even
+# where the environment says PYTHONDONTWRITEBYTECODE.
+TEST_ENV := env -u PYTHONDONTWRITEBYTECODE
 test: $(DEV_STAMP) browser postgres  ## build the environment with dev tools, then run every test (CI runs this)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(TEST_ENV) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The explorer's browser tests drive Debian's chromium through chromedriver: installed here
 # when missing (as root, or through sudo).
@@ -93,7 +97,7 @@ postgres:  ## install Debian's PostgreSQL server for make server and the server 
 	fi
 
 test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps), on every core
-	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS)
+	$(TEST_ENV) $(BIN)/pytest -m "not slow" -n $(TEST_WORKERS)
 
 bench: $(RUNTIME_STAMP)  ## what trust costs: portable vs native epochs, a sweep trial's phases (SQLite, server), tracking, distortions, checkpoints, sweep efficiency
 	$(BIN)/python benchmarks/overheads.py $(ARGS)

@@ -309,12 +309,14 @@ PROJECT_FILES = ["pipeline", "hydra_plugins", "conf", "dvc.yaml", ".dvc/config",
 
 
 def copy_project(target: Path) -> Path:
-    """Copy the project's code and config (no data, no venv) into a fresh git repository."""
+    """Copy the project's code and config (no data, no venv) into a fresh git repository. The
+    code's compiled bytecode comes too (git ignores it): valid, as the copies keep the sources'
+    times, so that no copy's first stages compile the package again."""
     target.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         source = REPO / name
         if source.is_dir():
-            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, target / name)
         else:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)

@@ -99,6 +99,20 @@ def test_tracking_settings_retrain_nothing(project):
     assert ran_stages(result.stdout) == ["check_params"]
 
 
+def test_bytecode_python_writes_beside_the_code_is_no_change(project):
+    """A stage run without PYTHONDONTWRITEBYTECODE leaves __pycache__/ beside the code it
+    imported: DVC must not take that for an edit of the stages' code (.dvcignore)."""
+    for cache in [
+        *project.glob("pipeline/**/__pycache__"),
+        *project.glob("hydra_plugins/**/__pycache__"),
+    ]:
+        shutil.rmtree(cache)  # the reproduced project's stages may have left some, or none
+    assert "Data and pipelines are up to date" in dvc(["status"], project).stdout
+    run([sys.executable, "-m", "compileall", "-q", "pipeline", "hydra_plugins"], project)
+    assert list((project / "pipeline" / "nn" / "__pycache__").glob("*.pyc"))
+    assert "Data and pipelines are up to date" in dvc(["status"], project).stdout
+
+
 def test_a_change_to_the_forward_pass_reruns_train_and_evaluate(project):
     model = project / "pipeline" / "nn" / "model.py"
     model.write_text(model.read_text() + "\n# an edit\n")
