@@ -23,6 +23,7 @@ from tests.conftest import REPO, free_port, split_arrays, tool_env
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = REPO / "test-artifacts"
+POLL = 0.05  # seconds between a wait's looks at the page (Selenium's own: half a second)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def open_page(browser, url: str) -> None:
     from selenium.webdriver.support.wait import WebDriverWait
 
     browser.get(url)
-    WebDriverWait(browser, 30).until(
+    WebDriverWait(browser, 30, poll_frequency=POLL).until(
         lambda page: page.execute_script("return document.body.dataset.ready === 'true'")
     )
 
@@ -89,7 +90,7 @@ def settled_answer(browser):
     from selenium.webdriver.support.wait import WebDriverWait
 
     script = "const e = window.explorer; return !e.busy && !e.dirty && e.last ? e.last : null"
-    return WebDriverWait(browser, 30).until(lambda page: page.execute_script(script))
+    return WebDriverWait(browser, 30, poll_frequency=POLL).until(lambda page: page.execute_script(script))
 
 
 def draw_a_seven(browser) -> None:
@@ -101,7 +102,8 @@ def draw_a_seven(browser) -> None:
     canvas = browser.find_element("id", "canvas")
     for kind, points in ((interaction.POINTER_MOUSE, [(-70, -90), (70, -90)]),
                          (interaction.POINTER_PEN, [(70, -90), (30, -10), (-10, 90)])):  # fmt: skip
-        actions = ActionBuilder(browser, mouse=PointerInput(kind, kind))
+        # 20 ms a move, not Selenium's 250: each move is still its own pointermove event.
+        actions = ActionBuilder(browser, mouse=PointerInput(kind, kind), duration=20)
         pointer = actions.pointer_action
         pointer.move_to(canvas, *points[0]).pointer_down()
         for (x0, y0), (x1, y1) in itertools.pairwise(points):
@@ -168,7 +170,7 @@ def test_a_drawn_seven_and_a_listed_mistake_are_answered_as_the_networks_answer(
         mistake.click()
         from selenium.webdriver.support.wait import WebDriverWait
 
-        WebDriverWait(browser, 30).until(lambda page: page.execute_script(
+        WebDriverWait(browser, 30, poll_frequency=POLL).until(lambda page: page.execute_script(
             f"return window.explorer.last && window.explorer.last.input.length === 784 && "
             f"!window.explorer.busy && document.getElementById('input').dataset.pixels !== "
             f"{json.dumps(json.dumps(shown))}"))  # fmt: skip
