@@ -90,7 +90,8 @@ def settled_answer(browser):
     from selenium.webdriver.support.wait import WebDriverWait
 
     script = "const e = window.explorer; return !e.busy && !e.dirty && e.last ? e.last : null"
-    return WebDriverWait(browser, 30, poll_frequency=POLL).until(lambda page: page.execute_script(script))
+    waiting = WebDriverWait(browser, 30, poll_frequency=POLL)
+    return waiting.until(lambda page: page.execute_script(script))
 
 
 def draw_a_seven(browser) -> None:
