@@ -253,7 +253,7 @@ def wait_healthy(process: subprocess.Popen, log: Path, timeout: float = 90) -> N
                     return
         except OSError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise PipelineError(f"mlflow server did not answer on {uri()} within {timeout:.0f} s ({log})")
 
 

@@ -245,7 +245,7 @@ def wait_for_http(url: str, what: str, timeout: float) -> None:
             urllib.request.urlopen(url, timeout=2)
             return
         except OSError:
-            time.sleep(0.3)
+            time.sleep(0.1)
     raise AssertionError(f"{what} did not come up within {timeout:.0f} s")
 
 

@@ -178,7 +178,7 @@ def watch_sweeper(sweeper_pid: int) -> None:
 
     def watch() -> None:
         while os.getppid() == sweeper_pid:
-            time.sleep(1)
+            time.sleep(0.25)  # a worker outlives its killed sweeper by this much at most
         _thread.interrupt_main(signal.SIGTERM)
 
     threading.Thread(target=watch, name="sweeper-watch", daemon=True).start()

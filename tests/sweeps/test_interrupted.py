@@ -79,7 +79,7 @@ class Sweep:
             if len(training) == 2:
                 return [int(c.data.tags["pid"]) for c in training]
             assert self.process.poll() is None, self.stderr.read_text()[-3000:]
-            time.sleep(0.5)
+            time.sleep(0.1)
         raise AssertionError("the sweep's jobs did not start training")
 
     def finish(self, timeout: float = 60) -> tuple[int, str]:
