@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline import runs as runs_command
 from pipeline.nn import model_from_arrays
 from pipeline.plumbing.config import flatten
 from tests.conftest import (
@@ -31,6 +32,7 @@ from tests.conftest import (
     project_client,
     ran_stages,
     run,
+    run_main,
     tool_env,
 )
 
@@ -134,7 +136,7 @@ def test_stale_params_fail_repro_and_name_the_fix(project):
     np.testing.assert_array_equal(dev_rows(project), before)
 
 
-def test_exp_run_with_an_override_runs_on_the_composed_params(project):
+def test_exp_run_with_an_override_runs_on_the_composed_params(project, monkeypatch, capsys):
     client = project_client(project)
     aliased = client.get_model_version_by_alias("mnist-mlp", "pipeline")
     result = dvc(["exp", "run", "-S", "split.dev_size=40", "-n", "dev40"], project)
@@ -157,11 +159,10 @@ def test_exp_run_with_an_override_runs_on_the_composed_params(project):
     assert runs[0].data.tags["dvc.baseline_rev"] == baseline
     assert runs[0].info.run_name == "dev40"
     assert "run_id" in shown.splitlines()[0] and runs[0].info.run_id in shown
-    # One command makes the experiment's model the one the alias names.
-    promoted = run(
-        [sys.executable, "-m", "pipeline.runs", "promote", runs[0].info.run_id], project,
-        unset=("MLFLOW_TRACKING_URI",),
-    )  # fmt: skip
+    # One command makes the experiment's model the one the alias names (its main, in process,
+    # on the project's store: `pipeline.runs` runs as a process in tests/server).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    promoted = run_main(runs_command.main, ["promote", runs[0].info.run_id], capsys)
     assert "models:/mnist-mlp@pipeline is now version" in promoted.stdout
     now = client.get_model_version_by_alias("mnist-mlp", "pipeline")
     assert now.run_id == runs[0].info.run_id

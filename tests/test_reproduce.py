@@ -17,12 +17,15 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from pipeline import reproduce as reproduce_command
 from tests.conftest import (
+    REPO,
     assert_identical,
     copy_reproduced,
     dvc,
     project_client,
     run,
+    run_main,
     run_reproduce,
 )
 
@@ -136,15 +139,19 @@ def test_data_no_store_has_is_rebuilt_and_tampered_weights_make_the_verdict_diff
     assert client.get_run(original.info.run_id).data.tags["reproduce.verdict"] == "differs"
 
 
-def test_an_unknown_run_or_a_missing_commit_is_one_line_and_exit_2(project):
-    unknown = run_reproduce(project, "0" * 32)
+def test_an_unknown_run_or_a_missing_commit_is_one_line_and_exit_2(project, monkeypatch, capsys):
+    """`reproduce`'s main, in process, on the project copy's store: both stop before any
+    worktree or data (the other tests here run it as a process)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    unknown = run_main(reproduce_command.main, ["0" * 32], capsys, check=False)
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert f"reproduce: error: no run {'0' * 32} in sqlite:///" in unknown.stderr
     original = pipeline_run(project)
     client = project_client(project)
     client.set_tag(original.info.run_id, "mlflow.source.git.commit", "f" * 40)  # not in git
-    result = run_reproduce(project, original.info.run_id)
+    result = run_main(reproduce_command.main, [original.info.run_id], capsys, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"commit {'f' * 12} is not in this repository" in result.stderr
     assert "git fetch" in result.stderr  # the way out is named
-    assert len(run(["git", "worktree", "list"], project).stdout.splitlines()) == 1
+    worktrees = run(["git", "worktree", "list"], REPO).stdout.splitlines()
+    assert not [line for line in worktrees if "reproduce-" in line]  # none left behind
