@@ -466,7 +466,7 @@ class Progress:
     def epochs(self, label: str) -> int:
         """The most epochs done that the bar `label` ("train", or a sweep job's "trial N")
         has shown so far."""
-        shown = re.findall(rf"{label}: *\d+%\|[^|]*\| *(\d+)/\d+", self.text)
+        shown = re.findall(rf"{re.escape(label)}: *\d+%\|[^|]*\| *(\d+)/\d+", self.text)
         return max(map(int, shown), default=0)
 
     def wait_for(self, epochs: dict[str, int], limit: float = 300) -> None:

@@ -26,10 +26,10 @@ def composed(groups: tuple[str, ...]):
 
 
 def config_with(*overrides):
-    """As `compose_conf(overrides)` then `validate` (test_config.py holds them to that): the
-    group choices composed, then each value, as Hydra's parser reads it, set on a copy before
-    the interpolations are resolved, so that `seed=-1` reaches `${seed}` as in Hydra (the
-    first test holds it to that)."""
+    """What `validate(compose_conf(overrides))` gives, faster: the group choices composed once,
+    then each value, as Hydra's parser reads it, set on a copy before the interpolations are
+    resolved, so that `seed=-1` reaches `${seed}` as in Hydra
+    (test_the_shortcut_composes_what_hydra_composes holds it to that)."""
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     groups = tuple(o.input_line for o in parsed if o.key_or_group in GROUPS)
     cfg = copy.deepcopy(composed(groups))
