@@ -35,12 +35,17 @@ def sweeper_env(server: Server) -> dict[str, str]:
     return env
 
 
-def start_worker(project: Path, server: Server, env: dict, study: str, *overrides: str):
+def start_worker(
+    project: Path, server: Server, env: dict, study: str, *overrides: str, grace: int = 4
+):
+    """A sweeper and its worker in `project`, joining `study`. A trial silent for `grace` s is
+    lost: 4 while two workers train (a loaded machine may hold a live one's heartbeat back for
+    seconds), 2 where the one worker killed is the only one that could fall silent."""
     args = [
         sys.executable, "-m", "pipeline.train", "-m", "sweep=optuna_shared", *QUICK,
         f"tracking.uri={server.uri}", f"tracking.experiment={EXPERIMENT}",
         f"hydra.sweeper.study_name={study}", "hydra.sweeper.heartbeat_interval=1",
-        "hydra.sweeper.grace_period=4", *overrides,
+        f"hydra.sweeper.grace_period={grace}", *overrides,
     ]  # fmt: skip
     return subprocess.Popen(
         args, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -133,7 +138,7 @@ def test_a_killed_workers_trial_runs_again_from_its_checkpoint_on_its_own_machin
     # Epochs of tens of ms, to stop one in the middle.
     settings = ("hydra.sweeper.n_trials=2", "train.epochs=24", "model.hidden=[256,256]",
                 "train.batch_size=4")  # fmt: skip
-    first = start_worker(project, server, sweeper_env, study, *settings)
+    first = start_worker(project, server, sweeper_env, study, *settings, grace=2)
     checkpoint = project / "multirun" / study / "checkpoints" / "trial-1.npz"
     try:
         epoch = int(np.random.default_rng(33).integers(2, 9))
@@ -142,7 +147,7 @@ def test_a_killed_workers_trial_runs_again_from_its_checkpoint_on_its_own_machin
         os.killpg(first.pid, signal.SIGKILL)  # the worker and its job: nothing can tidy up
     first.wait()
     machine = project if where == "this machine" else project_with_data(tmp_path / "other")
-    again = start_worker(machine, server, sweeper_env, study, *settings)
+    again = start_worker(machine, server, sweeper_env, study, *settings, grace=2)
     output = finish(again)
     assert again.returncode == 0, output
     assert "Traceback" not in output and "trial 1 stopped with its worker; queued again" in output
