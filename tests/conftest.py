@@ -63,6 +63,17 @@ XDIST_GROUPS = {
 }
 
 
+# The quick tests that take longest (they start interpreters, or draw hundreds of examples):
+# first among the quick ones, so that `make test-fast` does not end with one of them running
+# alone on one worker while the other has nothing left.
+LONGEST_QUICK = (
+    "tests/nn/test_lanes.py",
+    "tests/tracking/test_registry.py",
+    "tests/tracking/test_store.py",
+    "tests/explorer/test_malformed_requests.py",
+)
+
+
 # First: xdist's worker reads the xdist_group marks in its own hook (it tags each test's ID with
 # its group), and the conftest is registered before that plugin, so would otherwise run after.
 @pytest.hookimpl(tryfirst=True)
@@ -75,12 +86,15 @@ def pytest_collection_modifyitems(items) -> None:
 
     # Longest first, so that no long test is left to run alone at the end while the other
     # worker idles: the server's group (minutes, on one worker), then the other slow tests,
-    # then the quick ones. A stable sort: pytest-randomly's shuffle stays within each.
+    # then the longest quick ones, then the rest. A stable sort: pytest-randomly's shuffle
+    # stays within each.
     def cost_rank(item) -> int:
         group = item.get_closest_marker("xdist_group")
         if group is not None and group.args == ("server",):
             return 0
-        return 1 if item.get_closest_marker("slow") else 2
+        if item.get_closest_marker("slow"):
+            return 1
+        return 2 if Path(str(item.fspath)).relative_to(REPO).as_posix() in LONGEST_QUICK else 3
 
     items.sort(key=cost_rank)
 
