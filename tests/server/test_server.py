@@ -16,7 +16,8 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import QUICK, REPO, project_with_data, tool_env
+from pipeline import runs as runs_command
+from tests.conftest import QUICK, REPO, project_with_data, run_main, tool_env
 from tests.server.conftest import client_as
 
 pytestmark = pytest.mark.slow
@@ -85,7 +86,7 @@ def test_pipeline_runs_as_an_edit_user_and_a_read_user_is_refused_writes(
 
 
 def test_local_runs_are_copied_whole_into_the_server_once(
-    server, tmp_path, monkeypatch, mlflow_template
+    server, tmp_path, monkeypatch, mlflow_template, capsys
 ):
     shutil.copy(mlflow_template, tmp_path / "local.db")  # migrated already: seconds saved
     local = f"sqlite:///{tmp_path / 'local.db'}"
@@ -112,8 +113,11 @@ def test_local_runs_are_copied_whole_into_the_server_once(
     first = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     assert "3 run(s) of mnist-from-scratch copied" in first.stdout
-    again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
-    assert "0 run(s) of mnist-from-scratch copied" in again.stdout  # nothing twice
+    # Nothing twice: the same command's main again, in this process (no second MLflow import).
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, env[name])
+    again = run_main(runs_command.main, ["copy-to", server.uri], capsys)
+    assert "0 run(s) of mnist-from-scratch copied" in again.stdout
     admin = client_as(server, "admin", server.secret("MLFLOW_AUTH_ADMIN_PASSWORD"), monkeypatch)
     target = admin.get_experiment_by_name("mnist-from-scratch").experiment_id
     copies = {
