@@ -56,10 +56,13 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 # Tests that share a session's server, or that time signals and retries, run in one xdist
 # worker (`pytest -n 2 --dist loadgroup`): one server started, and no two timing tests at once.
+# So do a module's tests that share its server or browser: started once, not once a worker.
 XDIST_GROUPS = {
     "tests/server/": "server",
     "tests/sweeps/test_interrupted.py": "timing",
     "tests/tracking/test_lost_server.py": "timing",
+    "tests/explorer/test_browser.py": "browser",
+    "tests/serving/test_served_model.py": "serving",
 }
 
 
@@ -78,10 +81,10 @@ LONGEST_QUICK = (
 # its group), and the conftest is registered before that plugin, so would otherwise run after.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items) -> None:
+    where = {item: Path(str(item.fspath)).relative_to(REPO).as_posix() for item in items}
     for item in items:
-        where = Path(str(item.fspath)).relative_to(REPO).as_posix()
         for prefix, group in XDIST_GROUPS.items():
-            if where.startswith(prefix):
+            if where[item].startswith(prefix):
                 item.add_marker(pytest.mark.xdist_group(group))
 
     # Longest first, so that no long test is left to run alone at the end while the other
@@ -94,7 +97,7 @@ def pytest_collection_modifyitems(items) -> None:
             return 0
         if item.get_closest_marker("slow"):
             return 1
-        return 2 if Path(str(item.fspath)).relative_to(REPO).as_posix() in LONGEST_QUICK else 3
+        return 2 if where[item] in LONGEST_QUICK else 3
 
     items.sort(key=cost_rank)
 

@@ -20,7 +20,7 @@ from pipeline.nn import MLP, model_to_arrays
 from pipeline.plumbing.files import save_arrays
 from tests.conftest import REPO, free_port, split_arrays, tool_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
+pytestmark = pytest.mark.slow  # one xdist worker runs it: XDIST_GROUPS in tests/conftest.py
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = REPO / "test-artifacts"
 POLL = 0.05  # seconds between a wait's looks at the page (Selenium's own: half a second)

@@ -20,8 +20,7 @@ import pytest
 from tests.conftest import environment_kept, free_port, tool_env, wait_for_http
 from tests.tracking.test_registry import logged_run
 
-# One worker runs the module (xdist), so that its tests share one scoring server's start.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serving")]
+pytestmark = pytest.mark.slow  # one xdist worker runs it: XDIST_GROUPS in tests/conftest.py
 
 
 def post(port: int, payload, content_type: str = "application/json") -> tuple[int, dict]:
