@@ -39,6 +39,7 @@ from pipeline.plumbing.paths import (
     TRAIN,
     EvaluateOutputs,
 )
+from pipeline.plumbing.process import skip_last_collection
 from pipeline.plumbing.publish import staged_outputs
 from pipeline.plumbing.schema import Config
 
@@ -90,5 +91,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    skip_last_collection()
     params_readable("evaluate")
     main()

@@ -19,6 +19,7 @@ import argparse
 import sys
 
 from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.process import skip_last_collection
 
 DEFAULT_PORT = 5100
 
@@ -91,4 +92,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    skip_last_collection()
     sys.exit(main())

@@ -16,6 +16,7 @@ from pipeline.data.sources import fetch_mnist
 from pipeline.plumbing.config import params_readable, stage_config
 from pipeline.plumbing.errors import stage_errors
 from pipeline.plumbing.paths import RAW_DIR
+from pipeline.plumbing.process import skip_last_collection
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -26,5 +27,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    skip_last_collection()
     params_readable("fetch")
     main()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pipeline.plumbing.config import compose_conf, validate
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.paths import CONF_DIR, ROOT
+from pipeline.plumbing.process import skip_last_collection
 
 USAGE = "usage: python -m pipeline.ladder run [PRESET …] | table [--markdown]"
 
@@ -208,4 +209,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    skip_last_collection()
     sys.exit(main())

@@ -16,6 +16,7 @@ from pipeline.plumbing.compute import pin
 from pipeline.plumbing.config import params_readable, stage_config
 from pipeline.plumbing.errors import stage_errors
 from pipeline.plumbing.paths import DATA_STATS, NORMALISED_TEST, NORMALISED_TRAIN, RAW_DIR
+from pipeline.plumbing.process import skip_last_collection
 from pipeline.plumbing.publish import replaced_together
 
 
@@ -34,5 +35,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    skip_last_collection()
     params_readable("normalise")
     main()

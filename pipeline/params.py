@@ -20,6 +20,7 @@ from pipeline.plumbing.config import (
 )
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.paths import PARAMS, ROOT
+from pipeline.plumbing.process import skip_last_collection
 
 USAGE = "usage: python -m pipeline.params [compose [OVERRIDE ...] | check]"
 
@@ -48,4 +49,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    skip_last_collection()
     raise SystemExit(main())

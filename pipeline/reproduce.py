@@ -39,6 +39,7 @@ from pipeline.plumbing.config import compose_conf, validate
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.files import file_md5, file_sha256
 from pipeline.plumbing.paths import NORMALISED_TEST, RAW_DIR, ROOT, SPLIT_DEV, SPLIT_TRAIN, TRAIN
+from pipeline.plumbing.process import skip_last_collection
 from pipeline.tracking.reruns import copy_into, local_store_run, recorded_run
 from pipeline.tracking.store import open_store
 from pipeline.tracking.tags import PRUNED_TAG
@@ -230,4 +231,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    skip_last_collection()
     raise SystemExit(main())

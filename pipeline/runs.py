@@ -18,6 +18,7 @@ import mlflow  # this command exists to talk to MLflow
 
 from pipeline.plumbing.config import compose_conf, validate
 from pipeline.plumbing.errors import PipelineError
+from pipeline.plumbing.process import skip_last_collection
 from pipeline.tracking.registry import promote
 from pipeline.tracking.runs import stale_runs
 from pipeline.tracking.store import open_store, runs_link
@@ -86,4 +87,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    skip_last_collection()
     raise SystemExit(main())

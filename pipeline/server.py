@@ -39,6 +39,7 @@ from pathlib import Path
 from pipeline.plumbing.errors import PipelineError, without_password
 from pipeline.plumbing.files import write_text
 from pipeline.plumbing.paths import project_root
+from pipeline.plumbing.process import skip_last_collection
 
 SECRETS = (
     "MLFLOW_AUTH_ADMIN_PASSWORD",
@@ -378,4 +379,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    skip_last_collection()
     raise SystemExit(main())

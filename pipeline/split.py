@@ -14,6 +14,7 @@ from pipeline.data.dev_split import split_dataset
 from pipeline.plumbing.config import params_readable, stage_config
 from pipeline.plumbing.errors import stage_errors
 from pipeline.plumbing.paths import NORMALISED_TRAIN, SPLIT_DEV, SPLIT_TRAIN
+from pipeline.plumbing.process import skip_last_collection
 from pipeline.plumbing.publish import replaced_together
 
 
@@ -32,5 +33,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    skip_last_collection()
     params_readable("split")
     main()

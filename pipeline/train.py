@@ -58,6 +58,7 @@ from pipeline.plumbing.paths import (
     TrainOutputs,
 )
 from pipeline.plumbing.phases import phase, start_job, write_phases
+from pipeline.plumbing.process import skip_last_collection
 from pipeline.plumbing.publish import shown, staged_outputs
 from pipeline.plumbing.schema import Config
 from pipeline.sweeps.trial import SweepTrial
@@ -236,5 +237,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    skip_last_collection()
     params_readable("train")
     main()
