@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -190,14 +191,34 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
     return folder
 
 
+def template_key() -> str:
+    """What an empty migrated store depends on: the versions of MLflow, SQLAlchemy and Alembic,
+    and the folder it is made in (its Default experiment's artifacts go to ./mlruns there)."""
+    made_by = [version(name) for name in ("mlflow", "sqlalchemy", "alembic")]
+    return hashlib.sha256("\n".join([*made_by, os.getcwd()]).encode()).hexdigest()[:16]
+
+
 @pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory) -> Path:
-    """A migrated, empty MLflow SQLite store, made once per session."""
+def mlflow_template(tmp_path_factory, pytestconfig) -> Path:
+    """A migrated, empty MLflow SQLite store, made once per session, or copied from pytest's
+    cache, where the last one made with the same `template_key` is kept (a migration takes
+    seconds, and leaves one worker waiting on the other)."""
 
     def migrate(folder: Path) -> None:
+        cache = getattr(pytestconfig, "cache", None)  # None under `-p no:cacheprovider`
+        kept = cache.mkdir("mlflow-template") / f"{template_key()}.db" if cache else None
+        if kept is not None and kept.exists():
+            shutil.copy(kept, folder / "mlflow.db")
+            return
         import mlflow
 
         mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+        if kept is not None:
+            for stale in kept.parent.glob("*.db"):
+                stale.unlink()
+            staged = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
+            shutil.copy(folder / "mlflow.db", staged)
+            os.replace(staged, kept)  # a session killed meanwhile leaves no half a store
 
     return built_once(tmp_path_factory, "mlflow-template", migrate) / "mlflow.db"
 
