@@ -3,8 +3,9 @@ and real MLflow SQLite stores.
 
 The synthetic images encode their own index in the first two pixels, so tests can tell which
 examples went where after a split or shuffle. Creating an MLflow store (schema migrations) takes
-seconds, so one migrated template is made per session and copied (milliseconds) per test; the
-whole session logs to a store in a temp dir, never to the project's mlflow.db.
+seconds, so one migrated template is made per session (or taken from pytest's cache, where the
+last one is kept) and copied (milliseconds) per test; the whole session logs to a store in a
+temp dir, never to the project's mlflow.db.
 """
 
 from __future__ import annotations
@@ -207,15 +208,16 @@ def mlflow_template(tmp_path_factory, pytestconfig) -> Path:
     def migrate(folder: Path) -> None:
         cache = getattr(pytestconfig, "cache", None)  # None under `-p no:cacheprovider`
         kept = cache.mkdir("mlflow-template") / f"{template_key()}.db" if cache else None
-        if kept is not None and kept.exists():
-            shutil.copy(kept, folder / "mlflow.db")
-            return
+        if kept is not None:
+            with contextlib.suppress(FileNotFoundError):  # none yet, or another session's gone
+                shutil.copy(kept, folder / "mlflow.db")
+                return
         import mlflow
 
         mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
         if kept is not None:
             for stale in kept.parent.glob("*.db"):
-                stale.unlink()
+                stale.unlink(missing_ok=True)
             staged = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
             shutil.copy(folder / "mlflow.db", staged)
             os.replace(staged, kept)  # a session killed meanwhile leaves no half a store
