@@ -107,7 +107,9 @@ def pytest_collection_modifyitems(items) -> None:
 
 def pytest_unconfigure(config) -> None:
     """A worker ends as the stage commands do (pipeline/plumbing/process.py): without the
-    interpreter's last collections over all it imported, which took seconds on a Zen 3."""
+    interpreter's last collections over all it imported, which took seconds on a Zen 3. At
+    once, not in an exit handler as `skip_last_collection` does: measured that way, pytest's
+    main process still ended 9.5 s after the workers' last test, against 0.8 s."""
     gc.freeze()
 
 
