@@ -18,6 +18,7 @@ The commands are in pipeline/params.py:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -170,10 +171,17 @@ def check_params_fresh(
             write_text(stamp, digest)
 
 
+@functools.cache
+def _schema_node() -> DictConfig:
+    """The schema as an OmegaConf node, built once: building it is half of what a validation
+    costs, and OmegaConf.merge works on a copy of it."""
+    return OmegaConf.structured(Config)
+
+
 def validate(cfg: DictConfig | dict) -> Config:
     """Check `cfg` against the schema; return it as a typed `Config`."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Config), cfg)
+        merged = OmegaConf.merge(_schema_node(), cfg)
         missing = sorted(OmegaConf.missing_keys(merged))
         if missing:
             raise ConfigError(f"config is missing {', '.join(missing)}: set it in conf/")

@@ -10,13 +10,13 @@ import sys
 import pytest
 
 from pipeline.plumbing.compute import check_settings, wanted_env
-from pipeline.plumbing.config import compose_conf, validate
 from pipeline.plumbing.errors import PipelineError
+from tests import configs
 from tests.conftest import QUICK, project_with_data, tool_env
 
 
 def compute_of(preset: str):
-    return validate(compose_conf([f"compute={preset}"])).compute
+    return configs.config(f"compute={preset}").compute
 
 
 def test_portable_bits_pins_the_haswell_kernels_one_thread_and_numpy_up_to_avx2():
@@ -26,7 +26,7 @@ def test_portable_bits_pins_the_haswell_kernels_one_thread_and_numpy_up_to_avx2(
         "OPENBLAS_NUM_THREADS": "1",
         "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
     }
-    assert validate(compose_conf()).compute == compute  # the default
+    assert configs.config().compute == compute  # the default
 
 
 def test_native_speed_leaves_the_environment_alone():
@@ -43,7 +43,7 @@ def test_native_speed_leaves_the_environment_alone():
     ],
 )
 def test_a_bad_compute_value_is_named_with_the_presets(override, named):
-    compute = validate(compose_conf([override])).compute
+    compute = configs.config(override).compute
     with pytest.raises(PipelineError, match=r"portable_bits \| native_speed") as raised:
         check_settings(compute)
     assert named in str(raised.value)

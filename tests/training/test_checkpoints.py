@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 
-from pipeline.plumbing.config import compose_conf, validate
 from pipeline.plumbing.files import save_arrays
 from pipeline.plumbing.paths import ROOT
 from pipeline.training.checkpoints import Checkpoints, fingerprint
 from pipeline.training.trainer import TrainingStopped, load_split, train_model
+from tests import configs
 from tests.conftest import split_arrays
 
 
@@ -26,7 +26,7 @@ def split(tmp_path):
 
 
 def small(*overrides):
-    return validate(compose_conf(["model.hidden=[16]", "train.epochs=6", *overrides]))
+    return configs.config("model.hidden=[16]", "train.epochs=6", *overrides)
 
 
 def interrupted_after(epochs: int):

@@ -2,52 +2,33 @@
 
 from __future__ import annotations
 
-import copy
-import functools
 import re
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
 
-from pipeline.plumbing.config import CONFIG_NAME, ConfigError, compose_conf, validate
+from pipeline.plumbing.config import ConfigError, compose_conf, validate
 from pipeline.plumbing.paths import CONF_DIR
 from pipeline.training.hyperparameters import check_hyperparameters, hyperparameter_problems
-
-GROUPS = {path.name for path in CONF_DIR.iterdir() if path.is_dir()}  # optimizer, schedule, …
-
-
-@functools.cache
-def composed(groups: tuple[str, ...]):
-    """conf/ with `groups` chosen, its interpolations kept: composed once per choice."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name=CONFIG_NAME, overrides=list(groups))
-
-
-def config_with(*overrides):
-    """What `validate(compose_conf(overrides))` gives, faster: the group choices composed once,
-    then each value, as Hydra's parser reads it, set on a copy before the interpolations are
-    resolved, so that `seed=-1` reaches `${seed}` as in Hydra
-    (test_the_shortcut_composes_what_hydra_composes holds it to that)."""
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    groups = tuple(o.input_line for o in parsed if o.key_or_group in GROUPS)
-    cfg = copy.deepcopy(composed(groups))
-    for override in parsed:
-        if override.key_or_group not in GROUPS:
-            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
-    OmegaConf.resolve(cfg)
-    return validate(cfg)
+from tests.configs import config
 
 
 @pytest.mark.parametrize(
     "overrides",
     [["seed=7", "optimizer=nesterov", "optimizer.lr=0.5", "model.hidden=[8,4]"],
      ["schedule=step", "schedule.gamma=0.25", "train.dtype=float64", "train.patience=3"],
-     ["experiment=notes", "train.epochs=2"]],
+     ["experiment=notes", "train.epochs=2"],
+     ["compute=native_speed", "train.batch_size=null", "compute.blas_kernel='Has well'",
+      "tracking.uri=sqlite:///some/where/mlflow.db"]],
 )  # fmt: skip
 def test_the_shortcut_composes_what_hydra_composes(overrides):
-    assert config_with(*overrides) == validate(compose_conf(overrides))
+    """tests/configs.py: the groups composed once and the values set after, as Hydra would."""
+    assert config(*overrides) == validate(compose_conf(overrides))
+
+
+def test_the_shortcut_refuses_what_it_cannot_do_as_hydra_would():
+    for override in ("+train.extra=1", "++seed=3", "~train.patience", "seed=1,2"):
+        with pytest.raises(ValueError, match="plain values only"):
+            config(override)
 
 
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -59,7 +40,7 @@ EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yam
     + [[f"experiment={name}"] for name in EXPERIMENTS],
 )
 def test_the_shipped_presets_pass(preset):
-    assert hyperparameter_problems(config_with(*preset)) == []
+    assert hyperparameter_problems(config(*preset)) == []
 
 
 @pytest.mark.parametrize(
@@ -111,10 +92,10 @@ def test_the_shipped_presets_pass(preset):
 )
 def test_each_bad_value_is_named_with_its_key(overrides, named):
     with pytest.raises(ConfigError, match=re.escape(named)):
-        check_hyperparameters(config_with(*overrides))
+        check_hyperparameters(config(*overrides))
 
 
 def test_every_problem_is_reported_at_once():
-    problems = hyperparameter_problems(config_with("optimizer.lr=0", "train.epochs=0", "seed=-2"))
+    problems = hyperparameter_problems(config("optimizer.lr=0", "train.epochs=0", "seed=-2"))
     keys = [problem.split("=")[0] for problem in problems]
     assert keys == ["seed", "optimizer.lr", "train.epochs", "train.seed"]  # train.seed: ${seed}

@@ -8,19 +8,16 @@ import tracemalloc
 
 import pytest
 
-from pipeline.plumbing.config import ConfigError, compose_conf, validate
+from pipeline.plumbing.config import ConfigError
 from pipeline.plumbing.paths import TrainOutputs
 from pipeline.training.memory import available_bytes, check_memory, estimate_bytes
 from pipeline.training.trainer import run_training
+from tests import configs
 from tests.conftest import split_arrays
 
 
-def config_with(*overrides):
-    return validate(compose_conf(list(overrides)))
-
-
 def test_a_network_too_wide_for_the_machine_stops_at_once_naming_the_knobs(tmp_path):
-    config = config_with("model.hidden=[10000000]")
+    config = configs.config("model.hidden=[10000000]")
     started = time.perf_counter()
     with pytest.raises(ConfigError) as error:
         run_training(config, split_arrays(50, 1), split_arrays(20, 2), TrainOutputs.under(tmp_path))
@@ -32,14 +29,14 @@ def test_a_network_too_wide_for_the_machine_stops_at_once_naming_the_knobs(tmp_p
 
 
 def test_the_default_training_fits_and_full_batch_counts_every_row():
-    assert check_memory(config_with(), 50_000, 10_000, 784) < available_bytes()
-    mini = estimate_bytes(config_with(), 50_000, 10_000, 784)["batch activations"]
-    full = estimate_bytes(config_with("train.batch_size=null"), 50_000, 10_000, 784)
+    assert check_memory(configs.config(), 50_000, 10_000, 784) < available_bytes()
+    mini = estimate_bytes(configs.config(), 50_000, 10_000, 784)["batch activations"]
+    full = estimate_bytes(configs.config("train.batch_size=null"), 50_000, 10_000, 784)
     assert full["batch activations"] == mini * 50_000 // 128
 
 
 def test_the_estimate_covers_what_training_allocates(tmp_path):
-    config = config_with("model.hidden=[256,128]", "train.epochs=1", "train.patience=1")
+    config = configs.config("model.hidden=[256,128]", "train.epochs=1", "train.patience=1")
     train, dev = split_arrays(600, 1), split_arrays(100, 2)
     tracemalloc.start()
     run_training(config, train, dev, TrainOutputs.under(tmp_path), progress=False)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from pipeline.nn import model_from_arrays
-from pipeline.plumbing.config import compose_conf, validate
 from pipeline.plumbing.errors import PipelineError
 from pipeline.plumbing.files import save_arrays
 from pipeline.plumbing.paths import TrainOutputs
 from pipeline.training.trainer import load_split, run_training, train_model
+from tests import configs
 from tests.conftest import split_arrays
 
 
@@ -25,11 +25,11 @@ def split_data(tmp_path):
 
 
 def small(overrides=()):
-    return validate(compose_conf(["model.hidden=[32]", "train.epochs=10", *overrides]))
+    return configs.config("model.hidden=[32]", "train.epochs=10", *overrides)
 
 
 def test_notes_preset_is_exactly_the_notes_network():
-    config = validate(compose_conf(["experiment=notes"]))
+    config = configs.config("experiment=notes")
     assert config.model.hidden == [10] and config.model.activation == "relu"
     assert config.model.init == "uniform"
     assert config.optimizer.name == "sgd" and config.optimizer.momentum == 0
@@ -41,7 +41,7 @@ def test_notes_preset_is_exactly_the_notes_network():
 
 
 def test_notes_preset_trains_by_full_batch_gradient_descent(split_data):
-    config = validate(compose_conf(["experiment=notes", "train.epochs=30"]))
+    config = configs.config("experiment=notes", "train.epochs=30")
     model, result = train_model(config, *split_data)
     assert model.sizes == (784, 10, 10)
     assert [w.shape for w in model.weights] == [(10, 784), (10, 10)]
