@@ -97,7 +97,7 @@ postgres:  ## install Debian's PostgreSQL server for make server and the server 
 	fi
 
 test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps), on every core
-	$(TEST_ENV) $(BIN)/pytest -m "not slow" -n $(TEST_WORKERS)
+	$(TEST_ENV) $(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
 
 bench: $(RUNTIME_STAMP)  ## what trust costs: portable vs native epochs, a sweep trial's phases (SQLite, server), tracking, distortions, checkpoints, sweep efficiency
 	$(BIN)/python benchmarks/overheads.py $(ARGS)

@@ -10,6 +10,7 @@ temp dir, never to the project's mlflow.db.
 
 from __future__ import annotations
 
+import ast
 import codecs
 import contextlib
 import gc
@@ -66,6 +67,14 @@ XDIST_GROUPS = {
     "tests/tracking/test_lost_server.py": "timing",
     "tests/explorer/test_browser.py": "browser",
     "tests/serving/test_served_model.py": "serving",
+    # The quick tests that need MLflow: one worker imports it (a second, or three on a Zen 3),
+    # not both. Their modules import it in their tests, not at the top, and `make test-fast` does
+    # not import the modules marked slow as a whole (pytest_ignore_collect below).
+    "tests/tracking/test_registry.py": "mlflow",
+    "tests/tracking/test_runs.py": "mlflow",
+    "tests/tracking/test_store.py": "mlflow",
+    "tests/serving/test_pyfunc.py": "mlflow",
+    "tests/sweeps/test_study_records.py": "mlflow",
 }
 
 
@@ -78,6 +87,30 @@ LONGEST_QUICK = (
     "tests/tracking/test_store.py",
     "tests/explorer/test_malformed_requests.py",
 )
+
+
+def wholly_slow(path: Path) -> bool:
+    """Whether the test module at `path` marks every test of its own slow at its top level
+    (`pytestmark = pytest.mark.slow`), read without importing it."""
+    source = path.read_text()
+    if "pytestmark = pytest.mark.slow" not in source:
+        return False
+    return any(
+        isinstance(node, ast.Assign)
+        and [ast.unparse(target) for target in node.targets] == ["pytestmark"]
+        and ast.unparse(node.value) == "pytest.mark.slow"
+        for node in ast.parse(source).body
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
+    """Under `-m "not slow"` (`make test-fast`), a module marked slow as a whole is not imported,
+    nor what it imports (MLflow, most of them): it holds no test that would run."""
+    if config.option.markexpr.strip() != "not slow":
+        return None
+    if collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return wholly_slow(collection_path) or None
+    return None
 
 
 # First: xdist's worker reads the xdist_group marks in its own hook (it tags each test's ID with

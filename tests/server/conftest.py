@@ -11,13 +11,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
 import psutil
 import pytest
 
 from pipeline import server as server_command
 from tests.conftest import REPO, environment_kept, free_port, session_folder, tool_env
+
+if TYPE_CHECKING:  # `make test-fast` loads this file and runs no server test: no MLflow import
+    import mlflow
 
 
 class Server:
@@ -114,6 +117,8 @@ def server(tmp_path_factory):
 
 
 def client_as(server: Server, user: str, password: str, monkeypatch) -> mlflow.MlflowClient:
+    import mlflow
+
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
     return mlflow.MlflowClient(server.uri)

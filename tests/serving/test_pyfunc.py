@@ -3,28 +3,38 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
 
 from pipeline.nn import MLP
-from pipeline.serving.pyfunc import BadImages, DigitClassifier, as_images, predictions_frame
+
+
+@pytest.fixture(scope="module")
+def pyfunc():
+    """pipeline.serving.pyfunc, imported here, not at the top: it imports MLflow and pandas, and
+    `make test-fast` imports this module in both its workers but runs its tests in one
+    (XDIST_GROUPS in tests/conftest.py)."""
+    from pipeline.serving import pyfunc
+
+    return pyfunc
 
 
 @pytest.fixture
-def classifier() -> DigitClassifier:
-    model = DigitClassifier()
+def classifier(pyfunc):
+    model = pyfunc.DigitClassifier()
     model.network = MLP.create((784, 8, 10), rng=np.random.default_rng(1))
     return model
 
 
-def test_predictions_are_the_networks_and_probabilities_sum_to_one(classifier):
+def test_predictions_are_the_networks_and_probabilities_sum_to_one(pyfunc, classifier):
+    import pandas as pd
+
     images = np.eye(784, dtype=np.float32)[:3]
     frame = classifier.predict(None, images.tolist())
     assert list(frame.columns) == ["digit"] + [f"p{d}" for d in range(10)]
     np.testing.assert_array_equal(frame["digit"], classifier.network.predict(images))
     np.testing.assert_allclose(frame.iloc[:, 1:].sum(axis=1), 1.0, rtol=1e-6)
-    one = predictions_frame(classifier.network, as_images(np.zeros(784), 784))  # a flat image
+    flat_image = pyfunc.as_images(np.zeros(784), 784)
+    one = pyfunc.predictions_frame(classifier.network, flat_image)
     assert len(one) == 1
     as_frame = classifier.predict(None, pd.DataFrame(images))
     np.testing.assert_array_equal(as_frame["digit"], frame["digit"])
@@ -40,32 +50,36 @@ def test_predictions_are_the_networks_and_probabilities_sum_to_one(classifier):
         (-0.5, "a pixel outside [0, 1]"),
     ],
 )
-def test_a_bad_pixel_is_refused_naming_its_row_and_the_fix(classifier, value, said):
+def test_a_bad_pixel_is_refused_naming_its_row_and_the_fix(pyfunc, classifier, value, said):
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
+
     rows = np.zeros((3, 784)).tolist()
     rows[1][7] = value
-    with pytest.raises(BadImages) as error:
+    with pytest.raises(pyfunc.BadImages) as error:
         classifier.predict(None, rows)
     assert error.value.error_code == ErrorCode.Name(INVALID_PARAMETER_VALUE)
     assert error.value.get_http_status_code() == 400
     assert f"row 1 (of 3) has {said} (pixel 7" in error.value.message
 
 
-def test_a_wrong_shape_or_text_is_refused_clearly():
-    with pytest.raises(BadImages, match=r"rows of 784 pixel values \(N×784\), got shape \(2, 28"):
-        as_images(np.zeros((2, 28, 28)), 784)
-    with pytest.raises(BadImages, match="cannot read the input as numbers"):
-        as_images([["a"] * 784], 784)
+def test_a_wrong_shape_or_text_is_refused_clearly(pyfunc):
+    with pytest.raises(
+        pyfunc.BadImages, match=r"rows of 784 pixel values \(N×784\), got shape \(2, 28"
+    ):
+        pyfunc.as_images(np.zeros((2, 28, 28)), 784)
+    with pytest.raises(pyfunc.BadImages, match="cannot read the input as numbers"):
+        pyfunc.as_images([["a"] * 784], 784)
 
 
-def test_a_csv_read_without_its_header_line_is_refused():
+def test_a_csv_read_without_its_header_line_is_refused(pyfunc):
     import pandas as pd
 
     pixels = np.zeros((2, 784), dtype=np.float32)
     named = pd.DataFrame(pixels)  # columns 0 … 783, as DataFrame.to_csv writes them
-    assert as_images(named, 784).shape == (2, 784)
+    assert pyfunc.as_images(named, 784).shape == (2, 784)
     # pandas read a first line of pixel values as names: 0.0, 0.0.1, 0.0.2, …
     headerless = pd.DataFrame(pixels, columns=["0.0", *(f"0.0.{i}" for i in range(1, 784))])
-    with pytest.raises(BadImages, match="the first CSV line holds pixel values"):
-        as_images(headerless, 784)
-    with pytest.raises(BadImages, match="header line"):
-        as_images(pd.DataFrame(pixels, columns=[f"{0.5 + i}" for i in range(784)]), 784)
+    with pytest.raises(pyfunc.BadImages, match="the first CSV line holds pixel values"):
+        pyfunc.as_images(headerless, 784)
+    with pytest.raises(pyfunc.BadImages, match="header line"):
+        pyfunc.as_images(pd.DataFrame(pixels, columns=[f"{0.5 + i}" for i in range(784)]), 784)

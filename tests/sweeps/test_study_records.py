@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 
-from mlflow.exceptions import MlflowException
-from optuna.exceptions import StorageInternalError
-from sqlalchemy.exc import OperationalError
-
-from pipeline.sweeps.storage import outage
-from pipeline.sweeps.study import differences
+# What these import (MLflow, Optuna's storage, SQLAlchemy) is imported in the tests, not here:
+# `make test-fast` imports this module in both its workers but runs its tests in one
+# (XDIST_GROUPS in tests/conftest.py).
 
 
 def search(items: list[str], n_trials: int = 8) -> str:
@@ -18,6 +15,8 @@ def search(items: list[str], n_trials: int = 8) -> str:
 
 
 def test_differences_name_each_setting_that_differs_and_no_other():
+    from pipeline.sweeps.study import differences
+
     started = search(["train.dropout=interval(0.0, 0.4)", "train.epochs=5"])
     mine = search(["train.dropout=interval(0.0, 0.4)", "train.epochs=3"], n_trials=16)
     assert differences(started, mine) == (
@@ -28,6 +27,12 @@ def test_differences_name_each_setting_that_differs_and_no_other():
 
 
 def test_an_outage_names_the_service_without_its_password():
+    from mlflow.exceptions import MlflowException
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import OperationalError
+
+    from pipeline.sweeps.storage import outage
+
     url = "postgresql+psycopg2://mlflow:s3cret@127.0.0.1:5433/optuna"
     database_down = OperationalError("SELECT 1", {}, Exception("connection refused"))
     assert outage(database_down, url) == (

@@ -9,23 +9,30 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
 import numpy as np
 import pytest
 
 from pipeline.nn import MLP, model_to_arrays
 from pipeline.plumbing.files import save_arrays
 from pipeline.plumbing.schema import TrackingConfig
-from pipeline.tracking.registry import MODEL_KIND_TAG, RegistryError, log_pyfunc_model, promote
-from pipeline.tracking.runs import Run
-from pipeline.tracking.store import open_store
+
+# MLflow, and pipeline.tracking which imports it, are imported in the helpers and the tests, not
+# here: `make test-fast` imports this module in both its workers but runs its tests in one
+# (XDIST_GROUPS in tests/conftest.py), and the other need not spend a second importing MLflow.
+if TYPE_CHECKING:
+    from pipeline.tracking.runs import Run
 
 NAME, ALIAS = "digits", "pipeline"
 
 
 def logged_run(tmp_path: Path, register: str | None, seed: int = 0) -> tuple[Run, MLP]:
     """A finished run holding a pyfunc model of a small random network."""
+    from pipeline.tracking.registry import log_pyfunc_model
+    from pipeline.tracking.runs import Run
+    from pipeline.tracking.store import open_store
+
     experiment = open_store(TrackingConfig(True, None, "tests", NAME, ALIAS, True))
     network = MLP.create((784, 8, 10), rng=np.random.default_rng(seed))
     weights = tmp_path / f"model-{seed}.npz"
@@ -39,6 +46,8 @@ def logged_run(tmp_path: Path, register: str | None, seed: int = 0) -> tuple[Run
 
 @pytest.fixture
 def model_dir(mlflow_store, tmp_path) -> tuple[Path, MLP]:
+    import mlflow
+
     run, network = logged_run(tmp_path, register=None)
     local = mlflow.artifacts.download_artifacts(f"runs:/{run.run_id}/model", dst_path=tmp_path)
     return Path(local), network
@@ -119,6 +128,10 @@ def test_the_model_loads_in_a_clean_interpreter_with_only_its_requirements(model
 
 
 def test_promote_moves_the_alias_to_a_version_or_a_runs_model(mlflow_store, tmp_path):
+    import mlflow
+
+    from pipeline.tracking.registry import RegistryError, promote
+
     first, _ = logged_run(tmp_path, register=NAME, seed=0)
     second, _ = logged_run(tmp_path, register=NAME, seed=1)
     client = mlflow.MlflowClient()
@@ -137,6 +150,12 @@ def test_promote_moves_the_alias_to_a_version_or_a_runs_model(mlflow_store, tmp_
 
 
 def test_promote_makes_a_pyfunc_of_a_sweep_jobs_weights(mlflow_store, tmp_path):
+    import mlflow
+
+    from pipeline.tracking.registry import MODEL_KIND_TAG, promote
+    from pipeline.tracking.runs import Run
+    from pipeline.tracking.store import open_store
+
     experiment = open_store(TrackingConfig(True, None, "tests", NAME, ALIAS, True))
     network = MLP.create((784, 8, 10), rng=np.random.default_rng(3))
     weights = tmp_path / "model.npz"

@@ -8,44 +8,59 @@ import subprocess
 import sys
 import time
 
-import mlflow
 import pytest
 
 from pipeline.plumbing.schema import TrackingConfig
-from pipeline.tracking.runs import Run, settled, stale_runs
-from pipeline.tracking.store import open_store
+
+# MLflow, and pipeline.tracking which imports it, are imported in the fixture and the tests, not
+# here: `make test-fast` imports this module in both its workers but runs its tests in one
+# (XDIST_GROUPS in tests/conftest.py), and the other need not spend a second importing MLflow.
 
 
-def tracking(uri=None) -> TrackingConfig:
-    return TrackingConfig(True, uri, "tests", None, "pipeline", False)
+@pytest.fixture
+def start(mlflow_store):
+    """Start a run (name, tags) in the tests' experiment, in a fresh store of this test's own."""
+    from pipeline.tracking.runs import Run
+    from pipeline.tracking.store import open_store
+
+    experiment = open_store(TrackingConfig(True, None, "tests", None, "pipeline", False))
+    return lambda name, tags=None: Run.start(experiment, name, tags)
 
 
-def test_settled_runs_end_finished_failed_or_killed(mlflow_store):
-    experiment = open_store(tracking())
-    runs = [Run.start(experiment, name) for name in ("ok", "error", "interrupt")]
+def mlflow_client():
+    import mlflow
+
+    return mlflow.MlflowClient()
+
+
+def test_settled_runs_end_finished_failed_or_killed(start):
+    from pipeline.tracking.runs import settled
+
+    runs = [start(name) for name in ("ok", "error", "interrupt")]
     with settled(runs[0]):
         pass
     with pytest.raises(ValueError), settled(runs[1]):
         raise ValueError("bad value")
     with pytest.raises(KeyboardInterrupt), settled(runs[2]):
         raise KeyboardInterrupt("received SIGTERM")
-    client = mlflow.MlflowClient()
+    client = mlflow_client()
     ended = [client.get_run(r.run_id) for r in runs]
     assert [r.info.status for r in ended] == ["FINISHED", "FAILED", "KILLED"]
     assert ended[1].data.tags["error"] == "ValueError: bad value"
     assert ended[2].data.tags["error"] == "interrupted (received SIGTERM)"
 
 
-def test_stale_runs_of_dead_processes_are_found_and_marked(mlflow_store):
-    experiment = open_store(tracking())
+def test_stale_runs_of_dead_processes_are_found_and_marked(start):
+    from pipeline.tracking.runs import stale_runs
+
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()  # its pid now names no process
     host = socket.gethostname()
-    orphan = Run.start(experiment, "orphan", {"host": host, "pid": str(ended.pid)})
-    alive = Run.start(experiment, "alive", {"host": host, "pid": "1"})
-    elsewhere = Run.start(experiment, "other host", {"host": "elsewhere", "pid": str(ended.pid)})
-    trial = Run.start(
-        experiment, "a shared study's trial",
+    orphan = start("orphan", {"host": host, "pid": str(ended.pid)})
+    alive = start("alive", {"host": host, "pid": "1"})
+    elsewhere = start("other host", {"host": "elsewhere", "pid": str(ended.pid)})
+    trial = start(
+        "a shared study's trial",
         {"host": host, "pid": str(ended.pid), "optuna.trial": "3"},
     )  # fmt: skip
     listed = dict((line.split()[0], (status, line)) for status, line in stale_runs(mark=False))
@@ -55,7 +70,7 @@ def test_stale_runs_of_dead_processes_are_found_and_marked(mlflow_store):
         and f"pid {ended.pid} is gone" in listed[orphan.run_id][1]
     )
     assert listed[trial.run_id][0] == "FAILED"  # as its Optuna trial ends
-    client = mlflow.MlflowClient()
+    client = mlflow_client()
     assert client.get_run(orphan.run_id).info.status == "RUNNING"  # listing changes nothing
     stale_runs(mark=True)
     assert client.get_run(orphan.run_id).info.status == "KILLED"
@@ -64,11 +79,11 @@ def test_stale_runs_of_dead_processes_are_found_and_marked(mlflow_store):
     assert client.get_run(elsewhere.run_id).info.status == "RUNNING"  # not ours to judge
 
 
-def test_epochs_sent_again_with_their_stamps_are_kept_once(mlflow_store):
+def test_epochs_sent_again_with_their_stamps_are_kept_once(start):
     from pipeline.nn import EpochRecord
     from pipeline.tracking.curves import LiveCurves
 
-    run = Run.start(open_store(tracking()), "curves")
+    run = start("curves")
     curves = LiveCurves(run)
     records = [EpochRecord(epoch, 0.5 / epoch, 0.9, 0.4, 0.91, 1e-3, 1.0) for epoch in (1, 2)]
     for record in records:
@@ -77,7 +92,7 @@ def test_epochs_sent_again_with_their_stamps_are_kept_once(mlflow_store):
     curves.flush()
     curves.unsent, curves.stamps = list(records), [1_000, 2_000]  # … and they are sent again
     curves.flush()
-    history = mlflow.MlflowClient().get_metric_history(run.run_id, "train/loss")
+    history = mlflow_client().get_metric_history(run.run_id, "train/loss")
     assert sorted((point.step, point.value) for point in history) == [(1, 0.5), (2, 0.25)]
 
 
@@ -89,12 +104,12 @@ def slowed(log_epochs, seconds: float):
     return slow
 
 
-def test_epochs_waiting_to_be_sent_reach_a_run_that_ends_with_an_error(mlflow_store):
+def test_epochs_waiting_to_be_sent_reach_a_run_that_ends_with_an_error(start):
     from pipeline.nn import EpochRecord
     from pipeline.tracking.curves import LiveCurves
     from pipeline.tracking.runs import end_quietly
 
-    run = Run.start(open_store(tracking()), "curves")
+    run = start("curves")
     run.log_epochs = slowed(run.log_epochs, 0.3)
     curves = LiveCurves(run)
     started = time.monotonic()
@@ -102,17 +117,17 @@ def test_epochs_waiting_to_be_sent_reach_a_run_that_ends_with_an_error(mlflow_st
         curves(EpochRecord(epoch, 1.0 / epoch, 0.9, 0.4, 0.91, 1e-3, 1.0))
     assert time.monotonic() - started < 0.2  # training did not wait for the store
     end_quietly(run, "FAILED", "training diverged")  # as `settled` ends it on an error
-    client = mlflow.MlflowClient()
+    client = mlflow_client()
     assert client.get_run(run.run_id).info.status == "FAILED"
     history = client.get_metric_history(run.run_id, "train/loss")
     assert sorted(point.step for point in history) == [1, 2, 3, 4, 5]
 
 
-def test_a_bug_on_the_senders_thread_is_raised_by_flush(mlflow_store):
+def test_a_bug_on_the_senders_thread_is_raised_by_flush(start):
     from pipeline.nn import EpochRecord
     from pipeline.tracking.curves import LiveCurves
 
-    run = Run.start(open_store(tracking()), "curves")
+    run = start("curves")
 
     def broken(*args, **kwargs):
         raise ValueError("a bug in logging, not the store")
@@ -124,18 +139,16 @@ def test_a_bug_on_the_senders_thread_is_raised_by_flush(mlflow_store):
         curves.flush()
 
 
-def test_files_uploaded_together_all_arrive_and_a_failure_is_one_store_error(
-    mlflow_store, tmp_path
-):
+def test_files_uploaded_together_all_arrive_and_a_failure_is_one_store_error(start, tmp_path):
     from pipeline.tracking.store import StoreError
 
-    run = Run.start(open_store(tracking()), "uploads")
+    run = start("uploads")
     files = []
     for name in ("a.json", "b.csv", "c.txt"):
         (tmp_path / name).write_text(name)
         files.append((tmp_path / name, "reports" if name != "c.txt" else None))
     run.log_artifacts_together(files)
-    client = mlflow.MlflowClient()
+    client = mlflow_client()
     assert {info.path for info in client.list_artifacts(run.run_id, "reports")} == {
         "reports/a.json", "reports/b.csv"
     }  # fmt: skip
@@ -145,25 +158,26 @@ def test_files_uploaded_together_all_arrive_and_a_failure_is_one_store_error(
     assert [info.path for info in client.list_artifacts(run.run_id, "again")] == ["again/a.json"]
 
 
-def test_tags_and_metrics_go_in_one_batch(mlflow_store):
-    run = Run.start(open_store(tracking()), "batch")
+def test_tags_and_metrics_go_in_one_batch(start):
+    run = start("batch")
     calls = []
     log_batch = run.client.log_batch
     run.client.log_batch = lambda *args, **kwargs: calls.append(1) or log_batch(*args, **kwargs)
     run.log_batch({"test/accuracy": 0.5, "best/epoch": 3}, {"model.sha256": "ab", "k": "v"})
     run.set_tags({"x": "1", "y": "2"})
     assert len(calls) == 2  # one request each, not one per tag
-    logged = mlflow.MlflowClient().get_run(run.run_id).data
+    logged = mlflow_client().get_run(run.run_id).data
     assert logged.metrics == {"test/accuracy": 0.5, "best/epoch": 3.0}
     assert {key: logged.tags[key] for key in ("model.sha256", "k", "x", "y")} == {
         "model.sha256": "ab", "k": "v", "x": "1", "y": "2"
     }  # fmt: skip
 
 
-def test_a_write_done_later_that_fails_fails_the_run_in_one_line(mlflow_store):
+def test_a_write_done_later_that_fails_fails_the_run_in_one_line(start):
+    from pipeline.tracking.runs import settled
     from pipeline.tracking.store import StoreError
 
-    run = Run.start(open_store(tracking()), "later")
+    run = start("later")
     overlapped = []
 
     def store_gone():
@@ -174,15 +188,16 @@ def test_a_write_done_later_that_fails_fails_the_run_in_one_line(mlflow_store):
     with pytest.raises(StoreError, match="failed in log_inputs"), settled(run):
         pass
     assert overlapped == ["the start's files"]
-    ended = mlflow.MlflowClient().get_run(run.run_id)
+    ended = mlflow_client().get_run(run.run_id)
     assert ended.info.status == "FAILED"
     assert "failed in log_inputs" in ended.data.tags["error"]
 
 
-def test_a_write_that_failed_while_the_store_was_away_is_made_again(mlflow_store):
+def test_a_write_that_failed_while_the_store_was_away_is_made_again(start):
+    from pipeline.tracking.runs import settled
     from pipeline.tracking.store import StoreError
 
-    run = Run.start(open_store(tracking()), "later")
+    run = start("later")
     tries = []
 
     def away_then_back():
@@ -194,15 +209,16 @@ def test_a_write_that_failed_while_the_store_was_away_is_made_again(mlflow_store
     with settled(run):
         pass
     assert len(tries) == 2
-    assert mlflow.MlflowClient().get_run(run.run_id).info.status == "FINISHED"
+    assert mlflow_client().get_run(run.run_id).info.status == "FINISHED"
 
 
-def test_a_store_failure_in_a_write_done_later_is_one_store_error(mlflow_store):
+def test_a_store_failure_in_a_write_done_later_is_one_store_error(start):
     from mlflow.exceptions import MlflowException
 
+    from pipeline.tracking.runs import settled
     from pipeline.tracking.store import StoreError
 
-    run = Run.start(open_store(tracking()), "later")
+    run = start("later")
 
     def search_runs():  # as marking stale runs fails with the server gone
         raise MlflowException(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 
-import mlflow
 import pytest
 
 from pipeline.plumbing.schema import TrackingConfig
-from pipeline.tracking import store
-from pipeline.tracking.store import TrackingError, open_store, store_uri
+
+# MLflow and what imports it are imported in the tests, not here: `make test-fast` imports this
+# module in both its workers but runs its tests in one (XDIST_GROUPS in tests/conftest.py).
 
 
 def tracking(uri=None) -> TrackingConfig:
@@ -18,6 +18,8 @@ def tracking(uri=None) -> TrackingConfig:
 
 
 def test_an_unwritable_store_location_is_a_clear_error(tmp_path):
+    from pipeline.tracking.store import TrackingError, open_store
+
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(TrackingError, match="cannot use the MLflow store"):
@@ -25,6 +27,11 @@ def test_an_unwritable_store_location_is_a_clear_error(tmp_path):
 
 
 def test_a_new_store_is_created_with_the_experiment(tmp_path, monkeypatch):
+    import mlflow
+
+    from pipeline.tracking import store
+    from pipeline.tracking.store import open_store
+
     uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
     experiment_id = open_store(tracking(uri))
     assert mlflow.MlflowClient(uri).get_experiment(experiment_id).name == "tests"
@@ -34,6 +41,8 @@ def test_a_new_store_is_created_with_the_experiment(tmp_path, monkeypatch):
 
 
 def test_the_store_defaults_to_mlflow_db_at_the_dvc_root(tmp_path, monkeypatch):
+    from pipeline.tracking.store import store_uri
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     assert store_uri(tracking()) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
@@ -41,6 +50,8 @@ def test_the_store_defaults_to_mlflow_db_at_the_dvc_root(tmp_path, monkeypatch):
 
 
 def test_a_half_migrated_store_is_one_line_naming_the_fix(mlflow_template, tmp_path):
+    from pipeline.tracking.store import TrackingError, open_store
+
     database = tmp_path / "mlflow.db"
     database.write_bytes(mlflow_template.read_bytes())
     with contextlib.closing(sqlite3.connect(database)) as connection, connection:
@@ -57,6 +68,8 @@ def test_a_call_to_a_lost_server_gives_up_within_a_minute_unless_you_say_otherwi
     """MLflow's own defaults (7 retries, backoff factor 2, 120 s a request) would stall a
     training for many minutes; tests/tracking/test_lost_server.py shortens the backoff."""
     from mlflow import environment_variables as variables
+
+    from pipeline.tracking import store
 
     for name in store.HTTP_BOUNDS:
         monkeypatch.delenv(name, raising=False)
