@@ -75,6 +75,13 @@ XDIST_GROUPS = {
     "tests/tracking/test_store.py": "mlflow",
     "tests/serving/test_pyfunc.py": "mlflow",
     "tests/sweeps/test_study_records.py": "mlflow",
+    # The quick tests that draw figures: one worker imports matplotlib (0.4 s), not both.
+    "tests/evaluation/test_reports.py": "matplotlib",
+    "tests/explorer/test_app.py": "matplotlib",
+    "tests/explorer/test_malformed_requests.py": "matplotlib",
+    # Each shipped preset composed once (tests/configs.py keeps a worker's compositions), and
+    # test_ladder.py's rows test, marked with this group, reads the same ones.
+    "tests/training/test_hyperparameters.py": "presets",
 }
 
 

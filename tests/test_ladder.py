@@ -16,6 +16,7 @@ from tests import configs
 from tests.conftest import copy_reproduced, dvc, project_client, run, tool_env
 
 
+@pytest.mark.xdist_group("presets")  # on the worker that composed them: XDIST_GROUPS
 def test_rows_run_from_the_notes_down_the_published_errors(monkeypatch):
     # Each preset as Hydra composes it, taken from what this process has composed already
     # (tests/training/test_hyperparameters.py composes every preset).
