@@ -48,15 +48,7 @@ def counting_submit(*args, **kwargs):
     handed_off += 1
     return submit(*args, **kwargs)
 
-# (rows, inner, columns) of every product the default network and a sweep's makes, the right
-# factor stored either way round: forward W·A, backward dZ·Aᵀ and Wᵀ·dZ; odd sizes too.
-SHAPES = [(512, 784, 128), (512, 512, 128), (784, 512, 128), (512, 128, 784), (512, 128, 512),
-          (512, 10, 128), (128, 784, 128), (256, 784, 80), (1024, 784, 128), (300, 784, 100),
-          (97, 333, 61)]
-# Inference, W·Xᵀ for a chunk of 8192 rows of X (MLP.logits): the right factor is always a
-# transposed view. (That product is four times the work of all the others together.)
-PRODUCTS = [(*shape, transposed) for shape in SHAPES for transposed in (False, True)]
-PRODUCTS.append((512, 784, 8192, True))
+PRODUCTS = json.loads(ASKED)
 differ = []
 for dtype in (np.float32, np.float64):
     for rows, inner, columns, transposed in PRODUCTS:
@@ -74,10 +66,34 @@ print(json.dumps({"differ": differ, "handed_off": handed_off}))
 """
 
 
+# (rows, inner, columns) of every product the default network and a sweep's makes in training,
+# the right factor stored either way round: forward W·A, backward dZ·Aᵀ and Wᵀ·dZ; odd sizes too.
+SHAPES = [(512, 784, 128), (512, 512, 128), (784, 512, 128), (512, 128, 784), (512, 128, 512),
+          (512, 10, 128), (128, 784, 128), (256, 784, 80), (1024, 784, 128), (300, 784, 100),
+          (97, 333, 61)]  # fmt: skip
+TRAINING_PRODUCTS = [(*shape, transposed) for shape in SHAPES for transposed in (False, True)]
+# Inference, W·Xᵀ for a chunk of 8192 rows of X (MLP.logits): the right factor is always a
+# transposed view. It is four times the work of all the products above together.
+INFERENCE_PRODUCT = (512, 784, 8192, True)
+
+
+def shared_products(products: list[tuple[int, int, int, bool]]) -> dict:
+    """Each product in float32 and float64, shared over 2, 3 and 4 lanes, against the whole
+    one-thread product, in a process pinned like portable_bits."""
+    return run_pinned(PRODUCTS.replace("ASKED", repr(json.dumps(products))))
+
+
 def test_a_shared_product_has_exactly_the_bits_of_the_one_thread_product():
-    found = run_pinned(PRODUCTS)
+    found = shared_products(TRAINING_PRODUCTS)
     assert found["differ"] == []
     assert found["handed_off"] > 100  # the products were shared, not computed whole
+
+
+@pytest.mark.slow  # `make test` runs it; for `make test-fast` it is a second and a half alone
+def test_the_shared_inference_product_has_exactly_the_bits_of_the_one_thread_product():
+    found = shared_products([INFERENCE_PRODUCT])
+    assert found["differ"] == []
+    assert found["handed_off"] >= 2 * 3  # shared over each count of lanes, in both dtypes
 
 
 TRAINING = r"""
