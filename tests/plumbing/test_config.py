@@ -21,6 +21,7 @@ from pipeline.plumbing.config import (
     write_params,
 )
 from pipeline.plumbing.paths import CONF_DIR, PARAMS
+from tests import configs
 
 
 def test_committed_params_yaml_is_the_composition_of_conf(tmp_path):
@@ -38,7 +39,7 @@ def test_compose_applies_overrides_and_resolves_the_shared_seed():
 
 
 def test_an_unknown_key_is_named():
-    cfg = OmegaConf.to_container(compose_conf())
+    cfg = OmegaConf.to_container(configs.composed())
     cfg["split"]["dev_sise"] = 5
     with pytest.raises(ConfigError, match=r"invalid config at split\.dev_sise: Key 'dev_sise'"):
         validate(cfg)
@@ -50,14 +51,14 @@ def test_a_wrong_type_is_named():
 
 
 def test_a_missing_key_is_named():
-    cfg = OmegaConf.to_container(compose_conf())
+    cfg = OmegaConf.to_container(configs.composed())
     del cfg["split"]["seed"]
     with pytest.raises(ConfigError, match=r"config is missing split\.seed"):
         validate(cfg)
 
 
 def test_drift_names_each_differing_key_and_the_fix():
-    composed = compose_conf()
+    composed = configs.composed()
     stale = OmegaConf.to_container(composed)
     stale["split"]["dev_size"] = 1234
     del stale["seed"]
