@@ -73,7 +73,7 @@ TEST_WORKERS ?= auto
 # where the environment says PYTHONDONTWRITEBYTECODE.
 TEST_ENV := env -u PYTHONDONTWRITEBYTECODE
 test: $(DEV_STAMP) browser postgres  ## build the environment with dev tools, then run every test (CI runs this)
-	$(TEST_ENV) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(TEST_ENV) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # The explorer's browser tests drive Debian's chromium through chromedriver: installed here
 # when missing (as root, or through sudo).
@@ -97,7 +97,7 @@ postgres:  ## install Debian's PostgreSQL server for make server and the server 
 	fi
 
 test-fast: $(DEV_STAMP)  ## the unit tests only (no dvc, no subprocess stages, no sweeps), on every core
-	$(TEST_ENV) $(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
+	$(TEST_ENV) $(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 bench: $(RUNTIME_STAMP)  ## what trust costs: portable vs native epochs, a sweep trial's phases (SQLite, server), tracking, distortions, checkpoints, sweep efficiency
 	$(BIN)/python benchmarks/overheads.py $(ARGS)

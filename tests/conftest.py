@@ -85,6 +85,17 @@ XDIST_GROUPS = {
 }
 
 
+# The slow tests that take longest (10-40 s each on a 2-core Xeon; the server's and the timing
+# tests' groups are longer still, and go first of all):
+LONGEST_SLOW = (
+    "tests/test_ladder.py",
+    "tests/test_resume.py",
+    "tests/test_reproduce.py",
+    "tests/test_dvc_pipeline.py",
+    "tests/test_mounted_volumes.py",
+    "tests/sweeps/test_sweeps.py",
+)
+
 # The quick tests that take longest (they start interpreters, or draw hundreds of examples):
 # first among the quick ones, so that `make test-fast` does not end with one of them running
 # alone on one worker while the other has nothing left.
@@ -131,16 +142,18 @@ def pytest_collection_modifyitems(items) -> None:
                 item.add_marker(pytest.mark.xdist_group(group))
 
     # Longest first, so that no long test is left to run alone at the end while the other
-    # worker idles: the server's group (minutes, on one worker), then the other slow tests,
-    # then the longest quick ones, then the rest. A stable sort: pytest-randomly's shuffle
-    # stays within each.
+    # worker idles: the server's and the timing tests' groups (minutes each, on one worker),
+    # then the longest slow tests, the other slow ones, the longest quick ones, and the rest.
+    # A stable sort: pytest-randomly's shuffle stays within each. xdist keeps this order with
+    # --no-loadscope-reorder (the Makefile); by default it puts the groups of most tests first.
+    # A worker holds up to three tests queued: ending on quick ones, both end within seconds.
     def cost_rank(item) -> int:
         group = item.get_closest_marker("xdist_group")
-        if group is not None and group.args == ("server",):
+        if group is not None and group.args in (("server",), ("timing",)):
             return 0
         if item.get_closest_marker("slow"):
-            return 1
-        return 2 if where[item] in LONGEST_QUICK else 3
+            return 1 if where[item] in LONGEST_SLOW else 2
+        return 3 if where[item] in LONGEST_QUICK else 4
 
     items.sort(key=cost_rank)
 
