@@ -158,6 +158,21 @@ def pytest_collection_modifyitems(items) -> None:
     items.sort(key=cost_rank)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection(session):
+    """Collection imports the project and its libraries (MLflow, Hydra, numpy, …): with the
+    collector off while it does, and what it imported frozen after, neither the imports nor
+    the tests' own collections walk those objects again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def pytest_unconfigure(config) -> None:
     """A worker ends as the stage commands do (pipeline/plumbing/process.py): without the
     interpreter's last collections over all it imported, which took seconds on a Zen 3. At
