@@ -124,11 +124,9 @@ def wholly_slow(path: Path) -> bool:
 def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
     """Under `-m "not slow"` (`make test-fast`), a module marked slow as a whole is not imported,
     nor what it imports (MLflow, most of them): it holds no test that would run."""
-    if config.option.markexpr.strip() != "not slow":
-        return None
-    if collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
-        return wholly_slow(collection_path) or None
-    return None
+    quick_only = config.option.markexpr.strip() == "not slow"
+    is_test_module = collection_path.suffix == ".py" and collection_path.name.startswith("test_")
+    return True if quick_only and is_test_module and wholly_slow(collection_path) else None
 
 
 # First: xdist's worker reads the xdist_group marks in its own hook (it tags each test's ID with

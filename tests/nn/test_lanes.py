@@ -48,10 +48,10 @@ def counting_submit(*args, **kwargs):
     handed_off += 1
     return submit(*args, **kwargs)
 
-PRODUCTS = json.loads(ASKED)
+asked = json.loads(ASKED)
 differ = []
 for dtype in (np.float32, np.float64):
-    for rows, inner, columns, transposed in PRODUCTS:
+    for rows, inner, columns, transposed in asked:
         a = rng.standard_normal((rows, inner)).astype(dtype)
         b = rng.standard_normal((columns, inner) if transposed else (inner, columns))
         b = b.astype(dtype).T if transposed else b.astype(dtype)
